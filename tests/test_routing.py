@@ -1,0 +1,39 @@
+"""Prefix routing (pure)."""
+
+from trioproxy._routing import Forward, Internal, NotFound, Redirect, Router
+
+
+def test_forward_keeps_raw_bytes():
+    r = Router.for_prefix("/user/dan")
+    assert r.route("GET", b"/user/dan/a%2Fb/%25x/%40y", b"x=1&flag&p=a+b") == Forward(b"/a%2Fb/%25x/%40y?x=1&flag&p=a+b")
+    assert r.route("GET", b"/user/dan/", b"") == Forward(b"/")
+
+
+def test_bare_prefix_redirects_to_slash_keeping_query():
+    r = Router.for_prefix("/user/dan")
+    assert r.route("GET", b"/user/dan", b"a=1") == Redirect(302, b"/user/dan/?a=1")
+    assert r.route("POST", b"/user/dan", b"") == Redirect(307, b"/user/dan/")
+
+
+def test_outside_prefix_is_not_found():
+    r = Router.for_prefix("/user/dan")
+    assert r.route("GET", b"/user/danny/x", b"") == NotFound()
+    assert r.route("GET", b"/user/bob/", b"") == NotFound()
+    assert r.route("GET", b"/", b"") == NotFound()
+
+
+def test_encoded_at_redirects_to_at_form():
+    r = Router.for_prefix("/user/dan@x.com")
+    assert r.route("GET", b"/user/dan%40x.com/foo%20bar", b"a=1") == Redirect(301, b"/user/dan@x.com/foo%20bar?a=1")
+    assert r.route("GET", b"/user/dan%40x.com", b"") == Redirect(301, b"/user/dan@x.com/")
+    assert r.route("GET", b"/user/dan@x.com/ok", b"") == Forward(b"/ok")
+
+
+def test_root_prefix_forwards_everything():
+    r = Router.for_prefix("")
+    assert r.route("GET", b"/", b"") == Forward(b"/")
+    assert r.route("GET", b"/oauth_callback", b"code=1") == Internal(b"/oauth_callback")
+
+
+def test_oauth_callback_is_internal():
+    assert Router.for_prefix("/user/dan").route("GET", b"/user/dan/oauth_callback", b"x") == Internal(b"/oauth_callback")

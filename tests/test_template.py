@@ -1,0 +1,28 @@
+"""Command templates (pure)."""
+
+import pytest
+
+from trioproxy import _template
+
+
+def test_render_all_keys():
+    cmd = ["voila", "{presentation_path}", "{--}port={port}", "{-}m", "{--}Voila.base_url={base_url}/", "x{origin_host}"]
+    values = {"port": 8123, "base_url": "/user/dan", "presentation_path": "/a/b.ipynb", "origin_host": "hub:8000"}
+    assert _template.render(cmd, values) == [
+        "voila", "/a/b.ipynb", "--port=8123", "-m", "--Voila.base_url=/user/dan/", "xhub:8000",
+    ]
+
+
+def test_doubled_braces_and_format_spec():
+    assert _template.render(['{{"a": 1}}', "{port:06d}"], {"port": 80}) == ['{"a": 1}', "000080"]
+
+
+def test_check_returns_keys():
+    assert _template.check(["a", "{port}", "{origin_host}x"]) == {"port", "origin_host"}
+
+
+@pytest.mark.parametrize("word", ["{unknown}", "{port", "port}", "{}", "{0}", '{"json": 1}'])
+def test_bad_templates_name_the_word(word):
+    with pytest.raises(_template.TemplateError) as info:
+        _template.check(["app", word])
+    assert repr(word) in str(info.value)

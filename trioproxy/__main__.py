@@ -1,0 +1,5 @@
+"""``python -m trioproxy``."""
+
+from trioproxy._cli import main
+
+main()

@@ -1,0 +1,153 @@
+"""The command line: argv -> Settings -> run -> exit code.
+
+Option names, types, defaults and parsing rules are those of
+jhsingle-native-proxy 0.8.3 (a click CLI too), so a deployment switches by
+changing the command's name. Options may be interspersed with the command's
+words; after a literal ``--`` everything belongs to the command; ``{--}`` and
+``{-}`` smuggle dashes past the parser.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+from . import _settings
+from ._version import __version__
+
+logger = logging.getLogger(__name__)
+
+EPILOG = """\b
+Command templates (in any COMMAND word): {port} {base_url} {presentation_path}
+{presentation_dirname} {presentation_basename} {origin_host} {-} {--};
+write {{ and }} for literal braces.
+\b
+Environment: JUPYTERHUB_SERVICE_PREFIX (URL prefix, default /),
+JUPYTERHUB_SERVICE_URL (default --port and --ip), JUPYTERHUB_SSL_KEYFILE,
+JUPYTERHUB_SSL_CERTFILE, JUPYTERHUB_SSL_CLIENT_CA (serve TLS, require client
+certificates), and the JUPYTERHUB_* variables a Spawner sets for OAuth and
+activity. The app inherits the whole environment.
+"""
+
+
+def _opt(*decls: str, **kw: Any) -> Any:
+    return click.option(*decls, **kw)
+
+
+@click.command(
+    name="trioproxy",
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.argument("command", nargs=-1, required=True)
+@_opt("--port", type=int, default=None,
+      help="Port to listen on. Default: the port of $JUPYTERHUB_SERVICE_URL (80/443 by scheme), else 8888.")
+@_opt("--destport", type=int, default=0, show_default=True,
+      help="Port the app must listen on, given to it as {port}; 0 picks a free port.")
+@_opt("--ip", type=str, default=None,
+      help="Address to listen on. Default: the host of $JUPYTERHUB_SERVICE_URL; empty means every interface.")
+@_opt("--presentation-path", "--presentation_path", "presentation_path", type=str, default="",
+      help="Sets {presentation_path} (made absolute), {presentation_dirname} and {presentation_basename}.")
+@_opt("--debug/--no-debug", default=False, help="Debug logging (trioproxy and the app's lines).")
+@_opt("--logs/--no-logs", default=True, show_default=True,
+      help="Pass the app's stdout (info) and stderr (warning) lines to the log.")
+@_opt("--authtype", type=click.Choice(["oauth", "none"]), default="oauth", show_default=True,
+      help="oauth: only users JupyterHub allows (JUPYTERHUB_API_TOKEN, JUPYTERHUB_CLIENT_ID, JUPYTERHUB_USER, "
+           "JUPYTERHUB_GROUP, JUPYTERHUB_ANYONE=1, JUPYTERHUB_OAUTH_ACCESS_SCOPES); none: no login at all.")
+@_opt("--request-timeout", type=int, default=300, show_default=True,
+      help="Seconds to wait for the app to start answering a request (connect and headers; "
+           "a healthy stream may run for ever). 0: no limit.")
+@_opt("--last-activity-interval", type=int, default=300, show_default=True,
+      help="Seconds between activity reports to $JUPYTERHUB_ACTIVITY_URL; 0 never reports.")
+@_opt("--force-alive/--no-force-alive", "--force-keep-alive/--no-force-keep-alive", "force_alive",
+      default=True, show_default=True,
+      help="Report 'active now' at every interval (the server is never culled as idle); "
+           "--no-force-alive reports the time of the last real traffic.")
+@_opt("--ready-check-path", type=str, default="/", show_default=True,
+      help="Path on the app probed until it answers (any HTTP status) to count as ready.")
+@_opt("--ready-timeout", type=int, default=10, show_default=True,
+      help="Seconds the app may take to become ready before it is restarted.")
+@_opt("--repo", type=str, default="",
+      help="Git repository cloned (or updated) into --repofolder before the app starts.")
+@_opt("--repobranch", type=str, default="master", show_default=True, help="Branch of --repo.")
+@_opt("--repofolder", type=str, default=".", show_default=True,
+      help="Folder for --repo; the app runs there.")
+@_opt("--conda-env", type=str, default="",
+      help="Run the app inside this conda environment (conda from $CONDA_EXE or PATH).")
+@_opt("--allow-root/--no-allow-root", default=True, help="Accepted for jupyterhub-singleuser compatibility; no effect.")
+@_opt("--NotebookApp.allow_origin/--no-NotebookApp.allow_origin", "notebookapp_allow_origin", default=True,
+      help="Accepted for compatibility; no effect.")
+@_opt("--forward-user-info/--no-forward-user-info", default=False,
+      help="Send the JupyterHub user (JSON: kind, name, admin, groups) to the app in the "
+           "X-CDSDASHBOARDS-JH-USER header (with --authtype oauth).")
+@_opt("--query-user-info/--no-query-user-info", default=False,
+      help="Send the same JSON as the CDSDASHBOARDS_JH_USER query argument.")
+@_opt("--progressive/--no-progressive", default=False,
+      help="Accepted for compatibility: responses always stream as they arrive.")
+@_opt("--websocket-max-message-size", type=int, default=0,
+      help="Largest websocket message in bytes, both directions; 0: 32 MiB.")
+@_opt("--aiohttp-no-ssl-connector", is_flag=True, default=False,
+      help="Probe readiness on 127.0.0.1 only (IPv4) and proxy there.")
+@_opt("--aiohttp-request-timeout", type=int, default=300, show_default=True,
+      help="Seconds one readiness probe may take; 0: bounded only by --ready-timeout.")
+@_opt("--shutdown-timeout", type=float, default=_settings.DEFAULT_SHUTDOWN_TIMEOUT_S, show_default=True,
+      help="Seconds from SIGTERM to exit: in-flight requests drain this long, then the app's "
+           "process group is killed. Raise it where pods get a longer grace period.")
+@_opt("--max-restarts", type=int, default=_settings.DEFAULT_MAX_RESTARTS, show_default=True,
+      help="Consecutive failed starts of the app before trioproxy exits non-zero.")
+@click.version_option(__version__, "--version", prog_name="trioproxy")
+def _command(**options: Any) -> dict[str, Any]:
+    return options
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str], cwd: str | None = None) -> _settings.Settings:
+    """Parse argv (without the program name) into Settings.
+
+    Raises:
+        click.exceptions.ClickException: on any usage error (exit code 2).
+        click.exceptions.Exit: for --help and --version.
+    """
+    ctx = _command.make_context("trioproxy", list(argv))
+    with ctx:
+        options = _command.invoke(ctx)
+    try:
+        return _settings.build(options, environ, cwd=cwd)
+    except _settings.SettingsError as exc:
+        raise click.UsageError(str(exc), ctx=ctx) from None
+
+
+def _configure_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("[%(levelname).1s %(asctime)s.%(msecs)03d %(name)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # Hypercorn's own access and error logs are noise next to ours.
+    logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
+    if not debug:
+        for noisy in ("trio-websocket", "hpack", "httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: exits with the code of :func:`trioproxy._run.run`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = parse(args, os.environ)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    _configure_logging(settings.debug)
+
+    from ._run import run_main
+
+    sys.exit(run_main(settings))

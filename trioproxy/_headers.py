@@ -1,0 +1,170 @@
+"""Header rules for both hops. Pure functions on lists of ``(name, value)`` bytes.
+
+Names arrive lower-cased (hypercorn and h11 both normalise them), values as
+raw bytes; nothing here decodes a value it does not need to read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from urllib.parse import unquote_plus
+
+Headers = list[tuple[bytes, bytes]]
+
+#: RFC 9110 §7.6.1 connection-specific fields, plus Proxy-Connection and the
+#: Proxy-* pair meant for a forward proxy. Each hop sets its own framing.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"proxy-connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+
+#: Headers of the websocket handshake itself: each hop negotiates its own.
+WEBSOCKET_HANDSHAKE = frozenset(
+    {
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-extensions",
+        b"sec-websocket-protocol",
+        b"sec-websocket-accept",
+        b"host",
+        b"content-length",
+    }
+)
+
+#: The user-info header the reference invented; a client may never supply it.
+USER_INFO_HEADER = b"x-cdsdashboards-jh-user"
+#: The user-info query argument, likewise.
+USER_INFO_ARG = "CDSDASHBOARDS_JH_USER"
+
+
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    names: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            names.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return names
+
+
+def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]], extra: frozenset[bytes] = frozenset()) -> Headers:
+    """Drop hop-by-hop fields, those named in ``Connection``, and ``extra``."""
+    headers = list(headers)
+    drop = HOP_BY_HOP | _connection_tokens(headers) | extra
+    return [(n, v) for n, v in headers if n not in drop]
+
+
+def get(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of ``name``, or None."""
+    for n, v in headers:
+        if n == name:
+            return v
+    return None
+
+
+def _forwarded(
+    headers: Headers,
+    *,
+    client_host: str | None,
+    scheme: str,
+    server_port: int | None,
+    prefix: str,
+) -> Headers:
+    """Append X-Forwarded-For; keep an earlier proxy's Proto/Host/Port, else add ours."""
+    out: Headers = []
+    seen: dict[bytes, bytes] = {}
+    for name, value in headers:
+        if name in (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"):
+            seen[name] = value if name not in seen else seen[name] + b", " + value
+        elif name == b"x-forwarded-prefix":
+            continue  # ours describes the prefix we strip
+        else:
+            out.append((name, value))
+    xff = seen.get(b"x-forwarded-for")
+    if client_host and client_host.startswith("::ffff:") and "." in client_host:
+        client_host = client_host[7:]  # an IPv4 client on a dual-stack socket
+    if client_host:
+        xff = (xff + b", " if xff else b"") + client_host.encode("latin-1")
+    if xff:
+        out.append((b"x-forwarded-for", xff))
+    out.append((b"x-forwarded-proto", seen.get(b"x-forwarded-proto") or scheme.encode("latin-1")))
+    host = seen.get(b"x-forwarded-host") or get(headers, b"host")
+    if host:
+        out.append((b"x-forwarded-host", host))
+    port = seen.get(b"x-forwarded-port") or (str(server_port).encode() if server_port else None)
+    if port:
+        out.append((b"x-forwarded-port", port))
+    if prefix:
+        out.append((b"x-forwarded-prefix", prefix.encode("latin-1")))
+    return out
+
+
+def upstream_request(
+    headers: Sequence[tuple[bytes, bytes]],
+    *,
+    client_host: str | None,
+    scheme: str,
+    server_port: int | None,
+    prefix: str,
+    drop: frozenset[bytes] = frozenset(),
+) -> tuple[Headers, bool]:
+    """Headers to send the app for an HTTP request, and whether the body is chunked.
+
+    ``Host`` is kept; ``Expect`` is answered by our side; a client
+    ``Transfer-Encoding`` becomes our own chunked framing (a
+    ``Content-Length`` beside it is dropped, RFC 9112 §6.3).
+    """
+    chunked = get(headers, b"transfer-encoding") is not None
+    extra = frozenset({b"expect", USER_INFO_HEADER}) | drop
+    if chunked:
+        extra |= {b"content-length"}
+    out = strip_hop_by_hop(headers, extra)
+    out = _forwarded(out, client_host=client_host, scheme=scheme, server_port=server_port, prefix=prefix)
+    if chunked:
+        out.append((b"transfer-encoding", b"chunked"))
+    return out, chunked
+
+
+def upstream_websocket(
+    headers: Sequence[tuple[bytes, bytes]],
+    *,
+    client_host: str | None,
+    scheme: str,
+    server_port: int | None,
+    prefix: str,
+    drop: frozenset[bytes] = frozenset(),
+) -> Headers:
+    """End-to-end headers of a websocket handshake for the app (cookies, origin...)."""
+    out = strip_hop_by_hop(headers, WEBSOCKET_HANDSHAKE | {USER_INFO_HEADER} | drop)
+    return _forwarded(out, client_host=client_host, scheme=scheme, server_port=server_port, prefix=prefix)
+
+
+def downstream_response(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """Headers of the app's response for the client: everything end-to-end, in order,
+    repeats (Set-Cookie) kept, Content-Encoding untouched."""
+    return strip_hop_by_hop(headers)
+
+
+def downstream_websocket_accept(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """Headers of the app's 101 worth passing on (Set-Cookie and the like)."""
+    return strip_hop_by_hop(
+        headers, WEBSOCKET_HANDSHAKE | {b"date", b"server", b"content-type", b"transfer-encoding"}
+    )
+
+
+def strip_query_arg(query: bytes, name: str) -> bytes:
+    """Remove every ``name=...`` (or bare ``name``) from a raw query; keep all else byte for byte."""
+    if name.encode() not in query and b"%" not in query and b"+" not in query:
+        return query
+    parts = query.split(b"&")
+    kept = [p for p in parts if unquote_plus(p.split(b"=", 1)[0].decode("latin-1")) != name]
+    if len(kept) == len(parts):
+        return query
+    return b"&".join(kept)

@@ -1,0 +1,246 @@
+"""Forward one HTTP request to the app, streaming both bodies.
+
+Flow: the gate (app ready?) -> headers (pure rules) -> a pooled h11
+connection -> request head and the first body chunk in one write -> the rest
+of the body pumped by a second task while the main task waits for the
+response head -> response head to the client -> body chunks as they come.
+
+Cancellation: one nursery per request holds the body pump, which after the
+body watches for the client's ``http.disconnect``; a disconnect cancels the
+whole exchange and the upstream connection is closed, never reused.
+
+Error handling: failures before the response head become a page, mapped once
+in :func:`_fail_page` (refused/reset/malformed: 502, no head within
+``--request-timeout``: 504). After the head is sent a failure can only be
+signalled by cutting the response short; hypercorn then closes the
+connection without the final chunk, so the client sees an incomplete body.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import h11
+import trio
+
+from . import _headers, _pages
+from ._appgate import Gateway
+from ._pages import Send
+from ._upstream import Connection, UpstreamError
+
+logger = logging.getLogger(__name__)
+
+Receive = Any
+
+#: Upstream failures that mean "connection unusable".
+_IO_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError)
+
+
+async def forward(
+    gw: Gateway,
+    scope: dict[str, Any],
+    receive: Receive,
+    send: Send,
+    target: bytes,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+    drop_headers: frozenset[bytes] = frozenset(),
+) -> None:
+    """Proxy one request; ``target`` is the request-target for the app (prefix stripped)."""
+    address = await gw.open(scope, send)
+    if address is None:
+        return
+    gw.tracker.touch()
+    client = scope.get("client")
+    server = scope.get("server")
+    headers, _chunked = _headers.upstream_request(
+        scope["headers"],
+        client_host=client[0] if client else None,
+        scheme=scope.get("scheme", "http"),
+        server_port=server[1] if server else None,
+        prefix=gw.settings.prefix,
+        drop=drop_headers,
+    )
+    if extra_headers:
+        headers.extend(extra_headers)
+    if _headers.get(headers, b"host") is None:
+        headers.append((b"host", f"localhost:{address[1]}".encode()))
+    request = h11.Request(method=scope["method"], target=target, headers=headers)
+
+    first = await receive()
+    if first["type"] == "http.disconnect":
+        return
+    body = first.get("body", b"")
+    more_body = first.get("more_body", False)
+    head_events: list[h11.Event] = [request]
+    if body:
+        head_events.append(h11.Data(data=body))
+    if not more_body:
+        head_events.append(h11.EndOfMessage())
+
+    # A request whose whole body we hold may be retried once on a fresh
+    # connection if a pooled one turns out to be stale (closed by the app
+    # while idle) before any byte of the response.
+    for attempt in (1, 2):
+        try:
+            conn = await gw.pool.acquire()
+        except UpstreamError as exc:
+            await _fail_page(gw, scope, send, exc.status, exc.reason)
+            return
+        try:
+            outcome = await _exchange(gw, scope, receive, send, conn, head_events, more_body)
+        except BaseException:  # cancelled (shutdown): the connection is in an unknown state
+            conn.close()
+            raise
+        if outcome == "retry" and attempt == 1 and conn.reused and not more_body:
+            conn.close()
+            continue
+        if outcome == "done":
+            gw.pool.release(conn)
+        else:
+            conn.close()
+        return
+
+
+async def _exchange(
+    gw: Gateway,
+    scope: dict[str, Any],
+    receive: Receive,
+    send: Send,
+    conn: Connection,
+    head_events: list[h11.Event],
+    more_body: bool,
+) -> str:
+    """One request/response on ``conn``. Returns "done" (conn reusable), "closed" or "retry"."""
+    client = _Client()
+    outcome = "closed"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_pump_request, conn, receive, more_body, nursery.cancel_scope, client)
+        outcome = await _talk(gw, scope, send, conn, head_events, more_body)
+        nursery.cancel_scope.cancel()
+    return "closed" if client.gone else outcome
+
+
+async def _talk(
+    gw: Gateway,
+    scope: dict[str, Any],
+    send: Send,
+    conn: Connection,
+    head_events: list[h11.Event],
+    more_body: bool,
+) -> str:
+    try:
+        with trio.fail_after(gw.settings.request_timeout_s):
+            await conn.send(*head_events)
+            response = await _response_head(conn)
+    except trio.TooSlowError:
+        reason = f"the app did not answer within {gw.settings.request_timeout_s:g} s (--request-timeout)"
+        await _fail_page(gw, scope, send, 504, reason)
+        return "closed"
+    except _IO_ERRORS as exc:
+        if conn.reused and not more_body:
+            return "retry"
+        await _fail_page(gw, scope, send, 502, _describe(exc))
+        return "closed"
+    resp_headers = _headers.downstream_response(response.headers)
+    await send({"type": "http.response.start", "status": response.status_code, "headers": resp_headers})
+    is_stream = (_headers.get(resp_headers, b"content-type") or b"").startswith(b"text/event-stream")
+    try:
+        complete = await _relay_body(gw, conn, send, is_stream)
+    except _IO_ERRORS as exc:
+        # Cut mid-body (or the app broke the protocol): end without the final
+        # chunk, so the client sees an incomplete response, not a complete one.
+        logger.warning("%s %s: the app's response was cut short: %s", scope["method"], scope["path"], _describe(exc))
+        return "closed"
+    return "done" if complete and conn.reusable else "closed"
+
+
+class _Client:
+    gone = False
+
+
+async def _response_head(conn: Connection) -> h11.Response:
+    while True:
+        event = await conn.next_event()
+        if isinstance(event, h11.Response):
+            return event
+        if isinstance(event, h11.InformationalResponse):
+            continue  # 100 Continue and 103 Early Hints are for this hop only
+        raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} before the response head")
+
+
+async def _relay_body(gw: Gateway, conn: Connection, send: Send, is_stream: bool) -> bool:
+    """Copy the app's body to the client. True if it ended normally."""
+    touch = gw.tracker.touch
+    if is_stream:
+        # An event stream never ends by itself: at shutdown end it cleanly so
+        # EventSource clients reconnect (to the Hub, the route being gone).
+        with gw.long_lived.register():
+            ended = await _copy_body(conn, send, touch)
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return ended
+    return await _copy_body(conn, send, touch)
+
+
+async def _copy_body(conn: Connection, send: Send, touch: Any) -> bool:
+    while True:
+        event = await conn.next_event()
+        if isinstance(event, h11.Data):
+            touch()
+            await send({"type": "http.response.body", "body": bytes(event.data), "more_body": True})
+        elif isinstance(event, h11.EndOfMessage):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return True
+        elif isinstance(event, h11.ConnectionClosed):
+            raise h11.RemoteProtocolError("the app closed the connection in the middle of the body")
+        else:
+            raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} in the body")
+
+
+async def _pump_request(
+    conn: Connection, receive: Receive, more_body: bool, scope: trio.CancelScope, client: _Client
+) -> None:
+    """Send the rest of the request body, then wait for the client to go away.
+
+    A failure to write to the app stops the upload but not the exchange: the
+    app may already have answered (413, or a reply before reading the body).
+    """
+    upstream_ok = True
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            client.gone = True
+            scope.cancel()
+            return
+        if not more_body:
+            continue
+        data = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if not upstream_ok:
+            continue
+        try:
+            if data:
+                await conn.send_data(data)
+            if not more_body:
+                await conn.send(h11.EndOfMessage())
+        except _IO_ERRORS as exc:
+            logger.debug("upload to the app stopped: %r", exc)
+            upstream_ok = False
+
+
+async def _fail_page(gw: Gateway, scope: dict[str, Any], send: Send, status: int, reason: str) -> None:
+    title = {502: "The app did not answer", 504: "The app took too long"}.get(status, "Proxy error")
+    logger.warning("%s %s -> %d: %s", scope["method"], scope["path"], status, reason)
+    body = _pages.render(title, [reason[:1].upper() + reason[1:] + "."], log_lines=gw.state.tail.lines(10))
+    await _pages.send_http(send, status, body)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, h11.ProtocolError):
+        return f"the app sent a malformed response ({exc})"
+    if isinstance(exc, (trio.BrokenResourceError, ConnectionResetError)):
+        return "the app reset the connection"
+    if isinstance(exc, OSError):
+        return f"the app's connection failed ({exc.strerror or exc})"
+    return f"the app's connection failed ({exc!r})"

@@ -1,0 +1,84 @@
+"""The pages trioproxy answers with itself, and the ASGI calls that send them.
+
+Every piece of text that came from outside (a reason, the app's log lines, a
+path) is HTML-escaped here, in one place.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+{refresh}<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; color: #222; }}
+pre {{ background: #f4f4f4; padding: 1rem; overflow-x: auto; white-space: pre-wrap; }}
+.muted {{ color: #666; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+{body}
+<p class="muted">trioproxy</p>
+</body>
+</html>
+"""
+
+
+def render(title: str, paragraphs: Iterable[str], *, log_lines: Sequence[str] = (), refresh_s: int | None = None) -> bytes:
+    """A small HTML page; ``title``, ``paragraphs`` and ``log_lines`` are plain text."""
+    body = "\n".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
+    if log_lines:
+        body += "\n<h2>Last lines of the app's output</h2>\n<pre>" + html.escape("\n".join(log_lines)) + "</pre>"
+    refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">\n' if refresh_s else ""
+    return _PAGE.format(title=html.escape(title), body=body, refresh=refresh).encode("utf-8")
+
+
+def _headers(body: bytes, extra: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *extra,
+    ]
+
+
+async def send_http(
+    send: Send, status: int, body: bytes, extra: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": _headers(body, extra)})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_websocket_denial(
+    send: Send, status: int, body: bytes, extra: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Refuse a websocket handshake with an HTTP response (ASGI websocket.http.response)."""
+    await send({"type": "websocket.http.response.start", "status": status, "headers": _headers(body, extra)})
+    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+
+
+async def respond(
+    scope: dict[str, Any], send: Send, status: int, body: bytes, extra: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer an HTTP request or refuse a websocket handshake, whichever ``scope`` is."""
+    if scope["type"] == "websocket":
+        await send_websocket_denial(send, status, body, extra)
+    else:
+        await send_http(send, status, body, extra)
+
+
+def redirect_body(location: bytes) -> bytes:
+    loc = location.decode("latin-1")
+    return render("Redirect", [f"This page has moved to {loc}."])
+
+
+NOT_FOUND = render("404: Not Found", ["There is nothing here. This server only serves paths under its prefix."])

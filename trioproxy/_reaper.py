@@ -1,0 +1,114 @@
+"""No zombies, no orphans: reaping descendants that are not the app itself.
+
+On Linux trioproxy makes itself a child subreaper (``PR_SET_CHILD_SUBREAPER``),
+so a grandchild whose parent dies (or that escaped the app's process group
+with ``setsid``) is re-parented to trioproxy instead of to init. Run as PID 1
+(a container without tini) it gets them anyway. Either way:
+
+* :func:`reap_forever` reaps such processes when they exit. It never calls a
+  blanket ``waitpid(-1)``: that would steal the exit status of the app, which
+  trio waits for itself. It reaps only zombie children it finds in /proc
+  whose pid is not the app's.
+* :func:`kill_descendants` at the very end kills every process still
+  re-parented to us, and reaps it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+import trio
+
+logger = logging.getLogger(__name__)
+
+#: prctl option number (linux/prctl.h).
+PR_SET_CHILD_SUBREAPER = 36
+#: Also sweep this often even without SIGCHLD (signals coalesce), in seconds.
+SWEEP_INTERVAL_S = 2.0
+#: Bound on the final kill-and-reap loop, in seconds.
+FINAL_SWEEP_S = 0.5
+
+
+def become_subreaper() -> bool:
+    """Ask Linux to re-parent orphaned descendants to us. False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _children() -> list[tuple[int, str]]:
+    """(pid, state letter) of our direct children, from /proc."""
+    me = os.getpid()
+    out = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ..." where comm may contain spaces and parens.
+        rest = stat[stat.rfind(b")") + 2 :].split()
+        if len(rest) >= 2 and int(rest[1]) == me:
+            out.append((int(entry), rest[0].decode()))
+    return out
+
+
+def reap_zombies(exclude: Callable[[], int | None]) -> int:
+    """Reap exited children other than ``exclude()``; return how many."""
+    skip = exclude()
+    n = 0
+    for pid, state in _children():
+        if pid == skip or state != "Z":
+            continue
+        try:
+            os.waitpid(pid, os.WNOHANG)
+            n += 1
+        except ChildProcessError:
+            pass
+    return n
+
+
+async def reap_forever(exclude: Callable[[], int | None]) -> None:
+    """Reap orphaned descendants as they exit (cancel to stop)."""
+    with trio.open_signal_receiver(signal.SIGCHLD) as signals:
+        while True:
+            n = reap_zombies(exclude)
+            if n:
+                logger.debug("reaped %d orphaned process(es)", n)
+            with trio.move_on_after(SWEEP_INTERVAL_S):
+                await signals.__anext__()
+
+
+async def kill_descendants(exclude: Callable[[], int | None]) -> int:
+    """SIGKILL and reap every child left (orphans re-parented to us). Bounded."""
+    killed = 0
+    with trio.move_on_after(FINAL_SWEEP_S):
+        while True:
+            skip = exclude()
+            left = [pid for pid, _ in _children() if pid != skip]
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+                except ProcessLookupError:
+                    pass
+            await trio.sleep(0.01)
+            reap_zombies(exclude)
+    return killed

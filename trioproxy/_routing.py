@@ -1,0 +1,89 @@
+"""Where a request goes, decided from its raw path. Pure, no I/O.
+
+Matching is on the raw (still percent-encoded) path, and the part after the
+prefix is passed to the app byte for byte: ``%2F``, ``%25`` and friends
+survive, unlike in the reference, which decoded and re-quoted the path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+#: Paths under the prefix that trioproxy answers itself (not the app).
+OAUTH_CALLBACK = b"/oauth_callback"
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Send to the app; ``target`` is the request-target for the upstream hop."""
+
+    target: bytes
+
+
+@dataclass(frozen=True)
+class Redirect:
+    status: int
+    location: bytes
+
+
+@dataclass(frozen=True)
+class Internal:
+    """One of trioproxy's own endpoints; ``path`` is relative to the prefix."""
+
+    path: bytes
+
+
+@dataclass(frozen=True)
+class NotFound:
+    pass
+
+
+Route = Forward | Redirect | Internal | NotFound
+
+
+def prefix_bytes(prefix: str) -> bytes:
+    """The prefix as it appears on the wire (already-escaped parts kept)."""
+    return quote(prefix, safe="/@:!$&'()*+,;=-._~%").encode("ascii")
+
+
+@dataclass(frozen=True)
+class Router:
+    """Routes for one prefix (``/user/dan`` or '' for ``/``)."""
+
+    prefix: bytes
+    internal: frozenset[bytes] = frozenset({OAUTH_CALLBACK})
+
+    @classmethod
+    def for_prefix(cls, prefix: str, internal: frozenset[bytes] | None = None) -> Router:
+        p = prefix_bytes(prefix)
+        return cls(p) if internal is None else cls(p, internal)
+
+    def route(self, method: str, raw_path: bytes, query: bytes) -> Route:
+        prefix = self.prefix
+        qs = b"?" + query if query else b""
+        if raw_path.startswith(prefix):
+            rest = raw_path[len(prefix) :]
+            if rest.startswith(b"/"):
+                if rest in self.internal:
+                    return Internal(rest)
+                return Forward(rest + qs)
+            if rest == b"":
+                # The bare prefix: add the slash (a 307 keeps a POST's method and body).
+                return Redirect(_redirect_status(method, temporary=True), prefix + b"/" + qs)
+            return NotFound()  # /user/danny when the prefix is /user/dan
+        if b"@" in prefix:
+            encoded = prefix.replace(b"@", b"%40")
+            if raw_path.lower().startswith(encoded.lower()):
+                rest = raw_path[len(encoded) :]
+                if rest == b"" or rest.startswith(b"/"):
+                    # Browsers and some apps encode '@' in e-mail user names;
+                    # send them to the canonical form, the rest untouched.
+                    return Redirect(_redirect_status(method, temporary=False), prefix + (rest or b"/") + qs)
+        return NotFound()
+
+
+def _redirect_status(method: str, *, temporary: bool) -> int:
+    if method in ("GET", "HEAD"):
+        return 302 if temporary else 301
+    return 307 if temporary else 308

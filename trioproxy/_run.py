@@ -1,0 +1,148 @@
+"""The root nursery and the shutdown order.
+
+Nesting, outermost first: the Hub API client; the root nursery, which owns
+the signal watcher, the reaper, the app's supervisor, the activity reporter
+and the server (whose connection nursery holds every request, stream and
+websocket bridge). Nothing is fire-and-forget.
+
+Shutdown (SIGTERM/SIGINT, or the app failing for good), each phase logged
+with its time since the signal:
+
+1. stop accepting connections (the server closes its listeners);
+2. every websocket gets close 1001 and its app side is closed; event streams
+   end with their last chunk;
+3. SIGTERM to the app's whole process group, and no more restarts;
+4. in-flight requests drain until ``--shutdown-timeout``;
+5. SIGKILL to what is left of the group, reap it and any orphans; exit.
+
+A second signal skips the drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import httpx
+import trio
+
+from . import _activity, _reaper
+from ._activity import ActivityTracker
+from ._applog import LogTail
+from ._appgate import Gateway
+from ._auth import make_authenticator
+from ._child import AppFailed, AppState, Supervisor
+from ._front import Front
+from ._routing import Router
+from ._server import ServerError, serve
+from ._settings import Settings
+from ._shutdown import Shutdown
+from ._upstream import Pool
+from ._version import __version__
+from ._web import make_app
+
+logger = logging.getLogger(__name__)
+
+#: Exit codes.
+EXIT_OK = 0
+EXIT_APP_FAILED = 1
+EXIT_SERVER_FAILED = 3
+#: How often the drain loop looks at its (movable) deadline, in seconds.
+DRAIN_POLL_S = 0.01
+
+
+def run_main(settings: Settings) -> int:
+    """Run trioproxy to completion; return the process exit code."""
+    return trio.run(run, settings)
+
+
+async def run(settings: Settings) -> int:
+    shutdown = Shutdown()
+    state = AppState(LogTail(settings.child.log_tail_lines))
+    pool = Pool(settings.proxy.pool_idle_max)
+    tracker = ActivityTracker()
+    gateway = Gateway(settings.proxy, state, pool, tracker)
+    supervisor = Supervisor(settings.child, state, on_ready=pool.reset)
+    front = Front(gateway, make_authenticator(settings.hub), make_app(settings), Router.for_prefix(settings.proxy.prefix))
+    budget = settings.server.shutdown_timeout_s
+    subreaper = _reaper.become_subreaper()
+    if os.getpid() == 1:
+        logger.info("running as PID 1: handling signals and reaping orphans")
+
+    server_error: ServerError | None = None
+    async with httpx.AsyncClient(trust_env=False) as hub_client:
+        try:
+            async with trio.open_nursery() as root:
+                app_done, server_done = trio.Event(), trio.Event()
+                root.start_soon(_watch_signals, shutdown, budget)
+                if subreaper or os.getpid() == 1:
+                    root.start_soon(_reaper.reap_forever, lambda: supervisor.pid)
+                await root.start(_supervise, supervisor, shutdown, budget, app_done)
+                root.start_soon(_activity.report_activity, tracker, settings.activity, settings.hub, hub_client)
+                urls = await root.start(_serve, front, settings, shutdown, server_done)
+                logger.info(
+                    "trioproxy %s listening on %s, prefix %s, auth %s",
+                    __version__, ", ".join(urls), settings.proxy.prefix + "/", settings.hub.authtype,
+                )
+                await shutdown.requested.wait()
+                logger.info("shutdown: %s", shutdown.reason)
+                n = gateway.long_lived.go_away()
+                logger.info("shutdown: closing %d websocket(s) and event stream(s) (+%.0f ms)", n, shutdown.elapsed_ms())
+                supervisor.stop(shutdown.deadline)
+                logger.info("shutdown: SIGTERM sent to the app's process group (+%.0f ms)", shutdown.elapsed_ms())
+                # Drain: until requests and the app are done, or the (movable) deadline.
+                while trio.current_time() < shutdown.deadline and not (app_done.is_set() and server_done.is_set()):
+                    await trio.sleep(DRAIN_POLL_S)
+                supervisor.kill()
+                logger.info("shutdown: SIGKILL sent to what is left of the app (+%.0f ms)", shutdown.elapsed_ms())
+                root.cancel_scope.cancel()
+        except* ServerError as group:
+            server_error = group.exceptions[0]  # type: ignore[assignment]
+        finally:
+            with trio.CancelScope(shield=True):
+                supervisor.kill()
+                killed = await _reaper.kill_descendants(lambda: None)
+                if killed:
+                    logger.info("shutdown: killed %d leftover process(es)", killed)
+    if server_error is not None:
+        logger.error("%s", server_error)
+        return EXIT_SERVER_FAILED
+    logger.info("shutdown: done, exit code %d (+%.0f ms)", shutdown.exit_code, shutdown.elapsed_ms())
+    return shutdown.exit_code
+
+
+async def _supervise(
+    supervisor: Supervisor,
+    shutdown: Shutdown,
+    budget: float,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[None],
+) -> None:
+    try:
+        await supervisor.run(task_status=task_status)
+    except AppFailed as exc:
+        logger.error("giving up: %s", exc)
+        shutdown.request(str(exc), exit_code=EXIT_APP_FAILED, budget_s=budget)
+    finally:
+        done.set()
+
+
+async def _serve(
+    front: Front, settings: Settings, shutdown: Shutdown, done: trio.Event, *, task_status: trio.TaskStatus[list[str]]
+) -> None:
+    try:
+        await serve(front, settings.server, shutdown, task_status=task_status)
+    finally:
+        done.set()
+
+
+async def _watch_signals(shutdown: Shutdown, budget: float) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not shutdown.request(f"received {name}", budget_s=budget):
+                logger.info("shutdown: second signal (%s): skipping the drain", name)
+                shutdown.hurry()
+
+

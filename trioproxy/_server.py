@@ -1,0 +1,165 @@
+"""Serve the ASGI front with hypercorn's HTTP/1.1 machinery, on listeners we own.
+
+We run hypercorn's per-connection ``TCPServer`` ourselves instead of
+``hypercorn.trio.serve`` so that shutdown happens in our order: the listening
+sockets are closed at once (no connection waits in a backlog), idle
+keep-alive connections are closed, in-flight requests drain until the
+deadline, and then every connection socket is closed even if a send to a
+stalled client is blocked (hypercorn shields those sends).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import socket
+import ssl
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import wrap_app
+
+from . import _hypercorn_ws
+from ._settings import ServerSettings
+from ._shutdown import Shutdown
+
+logger = logging.getLogger(__name__)
+
+#: Listen backlog.
+BACKLOG = 1024
+#: How often the deadline closer looks at the (movable) drain deadline, in seconds.
+DEADLINE_POLL_S = 0.02
+
+
+class ServerError(Exception):
+    """The server could not start (address in use, bad TLS files); says which."""
+
+
+def make_config(s: ServerSettings) -> Config:
+    config = Config()
+    config.alpn_protocols = ["http/1.1"]  # the Hub and CHP speak HTTP/1.1 to us
+    config.include_date_header = False  # the app's own Date passes through
+    config.include_server_header = False
+    config.h11_max_incomplete_size = s.max_header_bytes
+    config.websocket_max_message_size = s.ws_max_message_bytes
+    config.keep_alive_timeout = s.keep_alive_s
+    config.accesslog = None
+    config.errorlog = logging.getLogger("trioproxy.hypercorn")
+    if s.tls:
+        config.certfile = s.ssl_certfile
+        config.keyfile = s.ssl_keyfile
+        if s.ssl_client_ca:
+            config.ca_certs = s.ssl_client_ca
+            config.verify_mode = ssl.CERT_REQUIRED
+    return config
+
+
+def bind(s: ServerSettings) -> list[socket.socket]:
+    """Listening sockets for ``--ip``/``--port``; '' is every interface, IPv6 and IPv4."""
+    try:
+        if s.ip == "":
+            try:
+                sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                addr: Any = ("::", s.port)
+            except OSError:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                addr = ("0.0.0.0", s.port)
+        else:
+            infos = socket.getaddrinfo(s.ip, s.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            family, _, _, _, addr = infos[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        hint = " (another process uses it; choose --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise ServerError(f"cannot listen on {s.ip or '*'}:{s.port}: {exc.strerror or exc}{hint}") from None
+    return [sock]
+
+
+def bound_urls(socks: list[socket.socket], tls: bool) -> list[str]:
+    out = []
+    for sock in socks:
+        host, port = sock.getsockname()[:2]
+        host = f"[{host}]" if ":" in host else host
+        out.append(f"{'https' if tls else 'http'}://{host}:{port}")
+    return out
+
+
+async def serve(
+    front: Any,
+    settings: ServerSettings,
+    shutdown: Shutdown,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown`` is requested, then drain until its deadline.
+
+    "Started" means listening: the value is the list of bound URLs.
+    """
+    _hypercorn_ws.install()
+    config = make_config(settings)
+    try:
+        ssl_context = config.create_ssl_context() if settings.tls else None
+    except (OSError, ssl.SSLError) as exc:
+        raise ServerError(f"cannot load the TLS files: {exc}") from None
+    socks = bind(settings)
+    listeners: list[Any] = []
+    for sock in socks:
+        listener: Any = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        if ssl_context is not None:
+            listener = trio.SSLListener(listener, ssl_context, https_compatible=True)
+        listeners.append(listener)
+    app = wrap_app(front, config.wsgi_max_body_size, "asgi")
+    context = WorkerContext(None)
+    lifespan = Lifespan(app, config, {})
+    streams: set[Any] = set()
+
+    async def handle(stream: Any) -> None:
+        streams.add(stream)
+        try:
+            await TCPServer(app, config, context, ConnectionState({}), stream)
+        finally:
+            streams.discard(stream)
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as accepting:
+                accepting.start_soon(functools.partial(trio.serve_listeners, handle, listeners, handler_nursery=connections))
+                task_status.started(bound_urls(socks, settings.tls))
+                await shutdown.requested.wait()
+                accepting.cancel_scope.cancel()
+            for listener in listeners:
+                await listener.aclose()
+            logger.info("shutdown: stopped accepting connections (+%.0f ms)", shutdown.elapsed_ms())
+            await context.terminated.set()  # idle keep-alive connections close now
+            shutdown.drain_scope(connections.cancel_scope)
+            lifespan_nursery.start_soon(_close_at_deadline, shutdown, streams)
+        left = len(streams)
+        logger.info("shutdown: connections drained (+%.0f ms)%s", shutdown.elapsed_ms(), f", {left} cut" if left else "")
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
+
+
+async def _close_at_deadline(shutdown: Shutdown, streams: set[Any]) -> None:
+    """At the drain deadline close every connection socket, waking shielded sends."""
+    while trio.current_time() < shutdown.deadline:  # re-read: hurry() moves it
+        await trio.sleep(DEADLINE_POLL_S)
+    for stream in list(streams):
+        transport = getattr(stream, "transport_stream", stream)
+        try:
+            transport.socket.close()
+        except OSError:
+            pass

@@ -1,0 +1,374 @@
+"""The one frozen settings object, built once from parsed options and the environment.
+
+This is the only module that reads environment variables: it takes ``environ``
+as a parameter (tests pass a dict) and hands each part of trioproxy the slice
+it needs. Every default and every timeout lives here, with its unit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _template
+
+# --- defaults, each with its unit -------------------------------------------------
+
+#: Listen port when neither --port nor JUPYTERHUB_SERVICE_URL gives one (the reference's).
+DEFAULT_PORT = 8888
+#: Websocket messages up to this size pass in both directions when
+#: --websocket-max-message-size is 0 (the reference capped at 10 MiB one way).
+DEFAULT_WS_MAX_MESSAGE_BYTES = 32 * 2**20
+#: How long a request waits for an app that is still starting before it gets
+#: the 503 "starting" page (which refreshes itself), in seconds.
+STARTING_WAIT_S = 10.0
+#: Total shutdown budget, in seconds: fits KubeSpawner's 1 s delete grace.
+DEFAULT_SHUTDOWN_TIMEOUT_S = 0.8
+#: Consecutive failed starts (crash or not ready) before trioproxy gives up and
+#: exits non-zero, so the Spawner sees the server as stopped.
+DEFAULT_MAX_RESTARTS = 5
+#: Restart backoff: first wait and cap, in seconds; doubles after each failure.
+RESTART_BACKOFF_FIRST_S = 0.5
+RESTART_BACKOFF_MAX_S = 15.0
+#: An app that stayed ready this long has its failure count reset, in seconds.
+RESTART_RESET_AFTER_S = 60.0
+#: Grace between SIGTERM and SIGKILL for a child being restarted (not at shutdown).
+CHILD_STOP_GRACE_S = 3.0
+#: Lines of the app's output kept for error pages.
+LOG_TAIL_LINES = 40
+#: Longest app log line passed on; the rest is cut with a mark.
+LOG_LINE_MAX_BYTES = 8192
+#: Idle keep-alive connections to the app kept in the pool.
+UPSTREAM_POOL_IDLE_MAX = 64
+#: Hypercorn's limit on request headers, in bytes (its 16 KiB default is too
+#: small for the cookie jars of a busy Hub domain).
+MAX_HEADER_BYTES = 64 * 2**10
+#: Idle client keep-alive, in seconds.
+KEEP_ALIVE_S = 75.0
+
+
+class SettingsError(ValueError):
+    """A bad option or environment value. ``source`` names the flag or variable."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ChildSettings:
+    """Everything needed to start, probe and supervise the app."""
+
+    command: tuple[str, ...]
+    #: Template keys the command uses; {origin_host} delays the start.
+    template_keys: frozenset[str]
+    destport: int
+    base_url: str
+    presentation_path: str
+    env: Mapping[str, str]
+    ready_check_path: str
+    ready_timeout_s: float
+    #: One readiness probe may take this long (--aiohttp-request-timeout; None = no
+    #: bound of its own, still bounded by the whole ready window).
+    probe_timeout_s: float | None
+    #: Probe (and proxy to) 127.0.0.1 only (--aiohttp-no-ssl-connector).
+    ipv4_only: bool
+    logs: bool
+    max_restarts: int
+    conda_env: str
+    repo: str
+    repobranch: str
+    repofolder: str
+    backoff_first_s: float = RESTART_BACKOFF_FIRST_S
+    backoff_max_s: float = RESTART_BACKOFF_MAX_S
+    reset_after_s: float = RESTART_RESET_AFTER_S
+    stop_grace_s: float = CHILD_STOP_GRACE_S
+    log_tail_lines: int = LOG_TAIL_LINES
+    log_line_max_bytes: int = LOG_LINE_MAX_BYTES
+
+    @property
+    def lazy(self) -> bool:
+        """True when the command needs {origin_host}, known only from the first request."""
+        return "origin_host" in self.template_keys
+
+    def template_values(self, port: int, origin_host: str = "") -> dict[str, object]:
+        p = self.presentation_path
+        return {
+            "port": port,
+            "base_url": self.base_url,
+            "presentation_path": p,
+            "presentation_dirname": os.path.dirname(p) if p else "",
+            "presentation_basename": os.path.basename(p) if p else "",
+            "origin_host": origin_host,
+        }
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """How requests are forwarded."""
+
+    #: JUPYTERHUB_SERVICE_PREFIX without its trailing slash ('' for '/').
+    prefix: str
+    request_timeout_s: float
+    ws_max_message_bytes: int
+    starting_wait_s: float = STARTING_WAIT_S
+    pool_idle_max: int = UPSTREAM_POOL_IDLE_MAX
+    forward_user_info: bool = False
+    query_user_info: bool = False
+    progressive: bool = False
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The listening side."""
+
+    #: Bind address; '' means every interface (IPv6 and IPv4).
+    ip: str
+    port: int
+    ssl_keyfile: str
+    ssl_certfile: str
+    ssl_client_ca: str
+    shutdown_timeout_s: float
+    ws_max_message_bytes: int
+    max_header_bytes: int = MAX_HEADER_BYTES
+    keep_alive_s: float = KEEP_ALIVE_S
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.ssl_keyfile and self.ssl_certfile)
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """What JupyterHub told us about itself (used by authentication and activity)."""
+
+    authtype: str
+    api_url: str
+    api_token: str = field(repr=False)
+    client_id: str
+    base_url: str
+    host: str
+    oauth_callback_url: str
+    user: str
+    group: str
+    anyone: bool
+    server_name: str
+    activity_url: str
+    access_scopes: tuple[str, ...]
+    cookie_options: Mapping[str, Any]
+    cookie_host_prefix: bool
+    public_url: str
+
+
+@dataclass(frozen=True)
+class ActivitySettings:
+    interval_s: float
+    force_alive: bool
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration; build it with :func:`build`."""
+
+    child: ChildSettings
+    proxy: ProxySettings
+    server: ServerSettings
+    hub: HubSettings
+    activity: ActivitySettings
+    debug: bool
+    logs: bool
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+# --- pure helpers ---------------------------------------------------------------
+
+
+def service_url_bind(url: str) -> tuple[str | None, int | None]:
+    """Host and port from ``JUPYTERHUB_SERVICE_URL``.
+
+    The port is the URL's own, else 80 for http and 443 for https, else None.
+    The host is '' for an empty host (all interfaces), the bare address for
+    ``[v6]``, or None when the URL is empty.
+    """
+    if not url:
+        return None, None
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise SettingsError("JUPYTERHUB_SERVICE_URL", f"bad port in {url!r}") from None
+    if port is None:
+        port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    host = parts.hostname or ""
+    if host in ("*",):
+        host = ""
+    return host, port
+
+
+def normalise_prefix(raw: str) -> str:
+    """``/user/dan/`` -> ``/user/dan``; ``/`` or '' -> ''. Always starts with '/' otherwise."""
+    p = raw or "/"
+    if not p.startswith("/"):
+        p = "/" + p
+    if p.endswith("/"):
+        p = p[:-1]
+    return p
+
+
+def _json_env(environ: Mapping[str, str], name: str, kind: type) -> Any:
+    raw = environ.get(name, "")
+    if not raw:
+        return kind()
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise SettingsError(name, f"is not valid JSON: {raw[:80]!r}") from None
+    if not isinstance(value, kind):
+        raise SettingsError(name, f"must be a JSON {kind.__name__}")
+    return value
+
+
+def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | None = None) -> Settings:
+    """Build :class:`Settings` from parsed CLI options and the environment.
+
+    Raises:
+        SettingsError: naming the option or variable at fault.
+    """
+    env = dict(environ)
+    command = tuple(options["command"])
+    if not command:
+        raise SettingsError("COMMAND", "missing: give the app's command after the options")
+    try:
+        keys = _template.check(command)
+    except _template.TemplateError as exc:
+        raise SettingsError("COMMAND", str(exc)) from None
+
+    host_from_url, port_from_url = service_url_bind(env.get("JUPYTERHUB_SERVICE_URL", ""))
+    port = options.get("port")
+    if port is None:
+        port = port_from_url if port_from_url is not None else DEFAULT_PORT
+    if not 0 <= port <= 65535:
+        raise SettingsError("--port", f"{port} is not a TCP port")
+    ip = options.get("ip")
+    if ip is None:
+        ip = host_from_url or ""
+    destport = options["destport"]
+    if not 0 <= destport <= 65535:
+        raise SettingsError("--destport", f"{destport} is not a TCP port")
+
+    ready_path = options["ready_check_path"]
+    if not ready_path.startswith("/"):
+        raise SettingsError("--ready-check-path", f"must start with '/': {ready_path!r}")
+    if any(c in ready_path for c in " \r\n\t"):
+        raise SettingsError("--ready-check-path", f"must be a URL path: {ready_path!r}")
+    for name in ("ready_timeout", "request_timeout", "last_activity_interval"):
+        if options[name] < 0:
+            raise SettingsError("--" + name.replace("_", "-"), "must not be negative")
+    if options["shutdown_timeout"] < 0:
+        raise SettingsError("--shutdown-timeout", "must not be negative")
+    if options["max_restarts"] < 0:
+        raise SettingsError("--max-restarts", "must not be negative")
+    if options["websocket_max_message_size"] < 0:
+        raise SettingsError("--websocket-max-message-size", "must not be negative")
+
+    presentation = options["presentation_path"] or ""
+    if presentation and not os.path.isabs(presentation):
+        # Against the start-up directory, not normalised: the reference's rule.
+        presentation = os.path.join(cwd or os.getcwd(), presentation)
+
+    prefix = normalise_prefix(env.get("JUPYTERHUB_SERVICE_PREFIX", "/"))
+    ws_max = options["websocket_max_message_size"] or DEFAULT_WS_MAX_MESSAGE_BYTES
+    probe_timeout = options["aiohttp_request_timeout"]
+
+    child = ChildSettings(
+        command=command,
+        template_keys=keys,
+        destport=destport,
+        base_url=prefix,
+        presentation_path=presentation,
+        env=env,
+        ready_check_path=ready_path,
+        ready_timeout_s=float(options["ready_timeout"]),
+        probe_timeout_s=float(probe_timeout) if probe_timeout > 0 else None,
+        ipv4_only=bool(options["aiohttp_no_ssl_connector"]),
+        logs=bool(options["logs"]),
+        max_restarts=options["max_restarts"],
+        conda_env=options["conda_env"] or "",
+        repo=options["repo"] or "",
+        repobranch=options["repobranch"] or "master",
+        repofolder=options["repofolder"] or ".",
+    )
+    proxy = ProxySettings(
+        prefix=prefix,
+        request_timeout_s=float(options["request_timeout"]) or float("inf"),
+        ws_max_message_bytes=ws_max,
+        forward_user_info=bool(options["forward_user_info"]),
+        query_user_info=bool(options["query_user_info"]),
+        progressive=bool(options["progressive"]),
+    )
+    ssl_files = {
+        name: env.get(name, "")
+        for name in ("JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_SSL_CERTFILE", "JUPYTERHUB_SSL_CLIENT_CA")
+    }
+    if bool(ssl_files["JUPYTERHUB_SSL_KEYFILE"]) != bool(ssl_files["JUPYTERHUB_SSL_CERTFILE"]):
+        raise SettingsError(
+            "JUPYTERHUB_SSL_KEYFILE/JUPYTERHUB_SSL_CERTFILE", "set both or neither"
+        )
+    server = ServerSettings(
+        ip=ip,
+        port=port,
+        ssl_keyfile=ssl_files["JUPYTERHUB_SSL_KEYFILE"],
+        ssl_certfile=ssl_files["JUPYTERHUB_SSL_CERTFILE"],
+        ssl_client_ca=ssl_files["JUPYTERHUB_SSL_CLIENT_CA"],
+        shutdown_timeout_s=float(options["shutdown_timeout"]),
+        ws_max_message_bytes=ws_max,
+    )
+    scopes = _json_env(env, "JUPYTERHUB_OAUTH_ACCESS_SCOPES", list) or _json_env(
+        env, "JUPYTERHUB_OAUTH_SCOPES", list
+    )
+    if not scopes and env.get("JUPYTERHUB_SERVICE_NAME"):
+        scopes = [f"access:services!service={env['JUPYTERHUB_SERVICE_NAME']}"]
+    base_url = env.get("JUPYTERHUB_BASE_URL", "") or "/"
+    if not base_url.endswith("/"):
+        base_url += "/"
+    api_url = env.get("JUPYTERHUB_API_URL", "") or f"http://127.0.0.1:8081{base_url}hub/api"
+    hub = HubSettings(
+        authtype=options["authtype"],
+        api_url=api_url.rstrip("/"),
+        api_token=env.get("JUPYTERHUB_API_TOKEN", "") or env.get("JPY_API_TOKEN", ""),
+        client_id=env.get("JUPYTERHUB_CLIENT_ID", ""),
+        base_url=base_url,
+        host=env.get("JUPYTERHUB_HOST", ""),
+        oauth_callback_url=env.get("JUPYTERHUB_OAUTH_CALLBACK_URL", "")
+        or f"{prefix}/oauth_callback",
+        user=env.get("JUPYTERHUB_USER", ""),
+        group=env.get("JUPYTERHUB_GROUP", ""),
+        anyone=env.get("JUPYTERHUB_ANYONE", "") == "1",
+        server_name=env.get("JUPYTERHUB_SERVER_NAME", ""),
+        activity_url=env.get("JUPYTERHUB_ACTIVITY_URL", ""),
+        access_scopes=tuple(str(s) for s in scopes),
+        cookie_options=_json_env(env, "JUPYTERHUB_COOKIE_OPTIONS", dict),
+        cookie_host_prefix=env.get("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED", "") in ("1", "true", "True"),
+        public_url=env.get("JUPYTERHUB_PUBLIC_URL", ""),
+    )
+    activity = ActivitySettings(
+        interval_s=float(options["last_activity_interval"]),
+        force_alive=bool(options["force_alive"]),
+    )
+    return Settings(
+        child=child,
+        proxy=proxy,
+        server=server,
+        hub=hub,
+        activity=activity,
+        debug=bool(options["debug"]),
+        logs=bool(options["logs"]),
+    )

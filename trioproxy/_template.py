@@ -1,0 +1,95 @@
+"""Command templates: ``{port}``, ``{base_url}``, ``{--}`` and friends.
+
+Pure functions, no I/O. The semantics are jhsingle-native-proxy's (Python
+``str.format`` on every argv word, so ``{{``/``}}`` are literal braces and
+``{port:05d}`` works), with one fix: a template is checked once at start-up,
+so a typo exits 2 naming the word instead of failing every request with a 500.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+
+#: Every key a command word may use. ``{-}`` and ``{--}`` exist so option-like
+#: words reach the child without the CLI parser taking them.
+KEYS = frozenset(
+    {
+        "port",
+        "base_url",
+        "presentation_path",
+        "presentation_dirname",
+        "presentation_basename",
+        "origin_host",
+        "-",
+        "--",
+    }
+)
+
+_FORMATTER = string.Formatter()
+
+
+class TemplateError(ValueError):
+    """A command word is not a valid template; the message names the word."""
+
+
+def _field_base(field_name: str) -> str:
+    # "port.real" and "port[0]" are attribute and index access on "port".
+    for i, ch in enumerate(field_name):
+        if ch in ".[" and i > 0:
+            return field_name[:i]
+    return field_name
+
+
+def fields(word: str) -> frozenset[str]:
+    """The template keys one command word uses.
+
+    Raises:
+        TemplateError: on an unbalanced brace, a positional field (``{}`` or
+            ``{0}``) or a key that is not in :data:`KEYS`.
+    """
+    try:
+        parsed = list(_FORMATTER.parse(word))
+    except ValueError as exc:
+        raise TemplateError(
+            f"bad template in command word {word!r}: {exc} (write {{{{ and }}}} for literal braces)"
+        ) from None
+    used = set()
+    for _literal, field_name, _spec, _conversion in parsed:
+        if field_name is None:
+            continue
+        base = _field_base(field_name)
+        if base not in KEYS:
+            known = ", ".join("{" + k + "}" for k in sorted(KEYS))
+            shown = "{" + field_name + "}"
+            raise TemplateError(
+                f"unknown substitution {shown} in command word {word!r}; known: {known}"
+                " (write {{ and }} for literal braces)"
+            )
+        used.add(base)
+    return frozenset(used)
+
+
+def check(command: Sequence[str]) -> frozenset[str]:
+    """Validate every word of a command; return the set of keys it uses."""
+    used: set[str] = set()
+    for word in command:
+        used |= fields(word)
+    return frozenset(used)
+
+
+def render(command: Sequence[str], values: Mapping[str, object]) -> list[str]:
+    """Render each word with ``str.format``; one word stays one argv element.
+
+    Raises:
+        TemplateError: when a format spec does not fit its value
+            (``{base_url:d}``), naming the word.
+    """
+    full = {"-": "-", "--": "--", **values}
+    out = []
+    for word in command:
+        try:
+            out.append(word.format(**full))
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+            raise TemplateError(f"cannot render command word {word!r}: {exc}") from None
+    return out

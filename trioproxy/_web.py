@@ -1,0 +1,52 @@
+"""The Quart-Trio app for trioproxy's own endpoints (not the proxied app).
+
+The proxied path does not go through Quart: ``_front`` hands it straight to
+``_http_proxy``/``_ws_proxy`` (Quart's routing and request objects cost about
+0.2 ms per request and it would parse bodies we must stream). Quart serves
+what trioproxy answers itself: the OAuth callback, the 404 page, and the
+control endpoints that later issues add.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Response
+from quart_trio import QuartTrio
+
+from . import _pages
+from ._settings import Settings
+
+
+def make_app(settings: Settings) -> QuartTrio:
+    app = QuartTrio("trioproxy")
+    # Quart's defaults would cut long responses (60 s) and bodies (16 MB) and
+    # answer OPTIONS itself; none of that may touch what passes through here.
+    app.config.update(
+        RESPONSE_TIMEOUT=None,
+        BODY_TIMEOUT=None,
+        MAX_CONTENT_LENGTH=None,
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+    )
+    prefix = settings.proxy.prefix
+
+    @app.route(f"{prefix}/oauth_callback", methods=["GET"])
+    async def oauth_callback() -> Any:
+        body = _pages.render(
+            "400: No login in progress",
+            ["This server does not use JupyterHub login (--authtype none)."]
+            if settings.hub.authtype == "none"
+            else ["JupyterHub login is not available in this trioproxy version."],
+        )
+        return Response(body, status=400, content_type="text/html; charset=utf-8")
+
+    @app.errorhandler(404)
+    async def not_found(_error: Exception) -> Any:
+        return Response(_pages.NOT_FOUND, status=404, content_type="text/html; charset=utf-8")
+
+    @app.errorhandler(405)
+    async def not_allowed(_error: Exception) -> Any:
+        body = _pages.render("405: Method Not Allowed", ["This endpoint does not take that method."])
+        return Response(body, status=405, content_type="text/html; charset=utf-8")
+
+    return app

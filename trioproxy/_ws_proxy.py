@@ -1,0 +1,229 @@
+"""Bridge one websocket between the client (hypercorn, ASGI) and the app (trio-websocket).
+
+Order: the app's handshake first, with the client's subprotocols, cookies and
+other end-to-end headers. If the app refuses, the client gets the app's
+status, headers and body. If it accepts, the client is accepted with the
+subprotocol the app chose and the app's handshake headers (Set-Cookie). Only
+then do messages flow, so nothing from the app can reach a client that has not
+been accepted yet.
+
+Cancellation: the upstream connection's reader and both pumps live in one
+nursery. Whichever side ends first cancels the other; its close code and
+reason are passed on (1005 "no code" and 1006 "abnormal" are never sent on the
+wire: they are mapped). At shutdown :class:`LongLived` cancels the pumps and
+both sides get 1001 "going away". Closing handshakes are bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
+
+from . import _headers, _pages
+from ._appgate import Gateway
+from ._pages import Send
+
+logger = logging.getLogger(__name__)
+
+Receive = Any
+
+#: Bounds the closing handshake with each side, in seconds.
+CLOSE_TIMEOUT_S = 1.0
+#: Messages buffered from the app before its reader waits for the client.
+UPSTREAM_QUEUE = 8
+#: Bytes read from the app's socket per call.
+UPSTREAM_RECEIVE_BYTES = 64 * 2**10
+
+GOING_AWAY = 1001
+INTERNAL_ERROR = 1011
+
+
+def close_code_for_wire(code: int | None, *, peer_failed: int) -> int:
+    """A close code that may be sent in a close frame (RFC 6455 §7.4).
+
+    1005 (no code given) becomes 1000; 1006/1015 (connection lost, TLS) and
+    anything not sendable become ``peer_failed``.
+    """
+    if code is None or code == 1005:
+        return 1000
+    if code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014) or 3000 <= code <= 4999:
+        return code
+    return peer_failed
+
+
+async def bridge(
+    gw: Gateway,
+    scope: dict[str, Any],
+    receive: Receive,
+    send: Send,
+    target: bytes,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+    drop_headers: frozenset[bytes] = frozenset(),
+) -> None:
+    """Proxy one websocket; ``target`` is the request-target for the app."""
+    first = await receive()
+    if first["type"] != "websocket.connect":
+        return
+    address = await gw.open(scope, send)
+    if address is None:
+        return
+    gw.tracker.touch()
+    client = scope.get("client")
+    server = scope.get("server")
+    headers = _headers.upstream_websocket(
+        scope["headers"],
+        client_host=client[0] if client else None,
+        scheme="https" if scope.get("scheme") == "wss" else "http",
+        server_port=server[1] if server else None,
+        prefix=gw.settings.prefix,
+        drop=drop_headers,
+    )
+    if extra_headers:
+        headers.extend(extra_headers)
+    host = _headers.get(scope["headers"], b"host")
+    host_str = host.decode("latin-1") if host else f"localhost:{address[1]}"
+    resource = target.decode("latin-1")
+    limit = gw.settings.ws_max_message_bytes
+
+    problem: tuple[int, str] | None = None
+    rejected: BaseException | None = None
+    try:
+        with trio.fail_after(gw.settings.request_timeout_s):
+            stream = await trio.open_tcp_stream(*address)
+    except trio.TooSlowError:
+        problem = (504, "the app did not accept the websocket connection in time")
+    except OSError as exc:
+        problem = (502, f"the app refused the websocket connection ({exc.strerror or exc})")
+    if problem is not None:
+        await _refuse(gw, scope, send, *problem)
+        return
+
+    try:
+        async with trio.open_nursery() as conn_nursery:
+            try:
+                with trio.fail_after(gw.settings.request_timeout_s):
+                    upstream = await trio_websocket.wrap_client_stream(
+                        conn_nursery,
+                        stream,
+                        host_str,
+                        resource,
+                        subprotocols=scope.get("subprotocols") or None,
+                        extra_headers=headers,
+                        message_queue_size=UPSTREAM_QUEUE,
+                        max_message_size=limit,
+                        receive_buffer_size=UPSTREAM_RECEIVE_BYTES,
+                    )
+            except trio.TooSlowError:
+                problem = (504, "the app did not complete the websocket handshake in time")
+            except (HandshakeError, trio.BrokenResourceError, OSError) as exc:
+                problem = (502, f"the websocket handshake with the app failed ({exc!r})")
+            if problem is not None:
+                conn_nursery.cancel_scope.cancel()
+            else:
+                await send(
+                    {
+                        "type": "websocket.accept",
+                        "subprotocol": upstream.subprotocol,
+                        "headers": _headers.downstream_websocket_accept(upstream.handshake_headers),
+                    }
+                )
+                await _run_pumps(gw, receive, send, upstream)
+                conn_nursery.cancel_scope.cancel()
+    except* ConnectionRejected as group:
+        rejected = group.exceptions[0]
+    except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+        problem = (502, f"the app's websocket failed during the handshake ({group.exceptions[0]!r})")
+    if isinstance(rejected, ConnectionRejected):
+        await _relay_rejection(send, rejected)
+    elif problem is not None:
+        await _refuse(gw, scope, send, *problem)
+
+
+async def _run_pumps(gw: Gateway, receive: Receive, send: Send, upstream: trio_websocket.WebSocketConnection) -> None:
+    """Pump both ways until one side ends; then close the other side with the right code."""
+    # What ended the pair: ("client", code, reason) or ("app", code, reason).
+    ended: list[tuple[str, int | None, str]] = []
+    with gw.long_lived.register():
+        async with trio.open_nursery() as pumps:
+            pumps.start_soon(_client_to_app, gw, receive, upstream, ended, pumps.cancel_scope)
+            pumps.start_soon(_app_to_client, gw, send, upstream, ended, pumps.cancel_scope)
+    with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+        if not ended:  # shutdown: say goodbye to both
+            await _close_client(send, GOING_AWAY, "server shutting down")
+            await upstream.aclose(GOING_AWAY, "server shutting down")
+        elif ended[0][0] == "client":
+            _, code, reason = ended[0]
+            await upstream.aclose(close_code_for_wire(code, peer_failed=GOING_AWAY), reason or None)
+        else:
+            _, code, reason = ended[0]
+            await _close_client(send, close_code_for_wire(code, peer_failed=INTERNAL_ERROR), reason)
+
+
+async def _client_to_app(
+    gw: Gateway,
+    receive: Receive,
+    upstream: trio_websocket.WebSocketConnection,
+    ended: list[tuple[str, int | None, str]],
+    scope: trio.CancelScope,
+) -> None:
+    touch = gw.tracker.touch
+    try:
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                touch()
+                data = message.get("bytes")
+                await upstream.send_message(data if data is not None else message.get("text") or "")
+            elif kind == "websocket.disconnect":
+                ended.append(("client", message.get("code"), message.get("reason") or ""))
+                break
+    except ConnectionClosed as exc:
+        reason = exc.reason
+        ended.append(("app", reason.code if reason else None, (reason.reason or "") if reason else ""))
+    scope.cancel()
+
+
+async def _app_to_client(
+    gw: Gateway,
+    send: Send,
+    upstream: trio_websocket.WebSocketConnection,
+    ended: list[tuple[str, int | None, str]],
+    scope: trio.CancelScope,
+) -> None:
+    touch = gw.tracker.touch
+    try:
+        while True:
+            message = await upstream.get_message()
+            touch()
+            if isinstance(message, str):
+                await send({"type": "websocket.send", "text": message})
+            else:
+                await send({"type": "websocket.send", "bytes": message})
+    except ConnectionClosed as exc:
+        reason = exc.reason
+        ended.append(("app", reason.code if reason else None, (reason.reason or "") if reason else ""))
+    scope.cancel()
+
+
+async def _close_client(send: Send, code: int, reason: str) -> None:
+    await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+
+
+async def _relay_rejection(send: Send, rejected: ConnectionRejected) -> None:
+    headers = _headers.strip_hop_by_hop(rejected.headers or ())
+    body = rejected.body or b""
+    headers = [(n, v) for n, v in headers if n != b"content-length"]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "websocket.http.response.start", "status": rejected.status_code, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+
+
+async def _refuse(gw: Gateway, scope: dict[str, Any], send: Send, status: int, reason: str) -> None:
+    logger.warning("websocket %s -> %d: %s", scope["path"], status, reason)
+    body = _pages.render("The app did not accept the websocket", [reason + "."])
+    await _pages.send_websocket_denial(send, status, body)
