@@ -30,8 +30,8 @@ def free_port() -> int:
 
 
 def app_cmd(name: str, *args: str) -> list[str]:
-    """argv for a test app; ``{port}`` is left for trioproxy to fill in."""
-    return [PY, str(APPS / name), "--port", "{port}", *args]
+    """``-- argv`` of a test app (last on the line); trioproxy fills in ``{port}``."""
+    return ["--", PY, str(APPS / name), "--port", "{port}", *args]
 
 
 @dataclass

@@ -175,6 +175,7 @@ async def _relay_body(gw: Gateway, conn: Connection, send: Send, is_stream: bool
     if is_stream:
         # An event stream never ends by itself: at shutdown end it cleanly so
         # EventSource clients reconnect (to the Hub, the route being gone).
+        ended = False
         with gw.long_lived.register():
             ended = await _copy_body(conn, send, touch)
         if not ended:

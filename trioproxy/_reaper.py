@@ -45,10 +45,20 @@ def become_subreaper() -> bool:
         return False
 
 
+def _proc_is_ours() -> bool:
+    """True if /proc shows our own PID namespace (not so after ``unshare --pid`` without --mount-proc)."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
 def _children() -> list[tuple[int, str]]:
     """(pid, state letter) of our direct children, from /proc."""
     me = os.getpid()
-    out = []
+    out: list[tuple[int, str]] = []
+    if not _proc_is_ours():
+        return out  # another namespace's pids: never signal or reap by them
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -96,7 +106,7 @@ async def reap_forever(exclude: Callable[[], int | None]) -> None:
 
 async def kill_descendants(exclude: Callable[[], int | None]) -> int:
     """SIGKILL and reap every child left (orphans re-parented to us). Bounded."""
-    killed = 0
+    killed: set[int] = set()
     with trio.move_on_after(FINAL_SWEEP_S):
         while True:
             skip = exclude()
@@ -106,9 +116,9 @@ async def kill_descendants(exclude: Callable[[], int | None]) -> int:
             for pid in left:
                 try:
                     os.kill(pid, signal.SIGKILL)
-                    killed += 1
+                    killed.add(pid)
                 except ProcessLookupError:
                     pass
             await trio.sleep(0.01)
             reap_zombies(exclude)
-    return killed
+    return len(killed)

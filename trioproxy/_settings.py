@@ -26,7 +26,7 @@ DEFAULT_PORT = 8888
 DEFAULT_WS_MAX_MESSAGE_BYTES = 32 * 2**20
 #: How long a request waits for an app that is still starting before it gets
 #: the 503 "starting" page (which refreshes itself), in seconds.
-STARTING_WAIT_S = 10.0
+STARTING_WAIT_S = 5.0
 #: Total shutdown budget, in seconds: fits KubeSpawner's 1 s delete grace.
 DEFAULT_SHUTDOWN_TIMEOUT_S = 0.8
 #: Consecutive failed starts (crash or not ready) before trioproxy gives up and

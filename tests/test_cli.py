@@ -1,0 +1,68 @@
+"""The command line as a user meets it: exit codes, --help, --version, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import trio
+
+from trioproxy import __version__
+
+from .conftest import free_port, run_proxy
+
+
+def cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "trioproxy", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_version():
+    r = cli("--version")
+    assert r.returncode == 0 and __version__ in r.stdout
+
+
+def test_help_names_options_and_environment():
+    r = cli("--help")
+    assert r.returncode == 0
+    for word in ("--destport", "--ready-check-path", "--force-alive", "--force-keep-alive", "--shutdown-timeout",
+                 "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_ACTIVITY_URL", "{origin_host}"):
+        assert word in r.stdout, word
+
+
+def test_unknown_option_and_bad_template_exit_2_before_starting():
+    r = cli("--bogus", "python3", "-m", "http.server")
+    assert r.returncode == 2 and "--bogus" in r.stderr
+    r = cli("--authtype", "none", "--", "python3", "-c", "open('/tmp/should-not-run','w')", "{nope}")
+    assert r.returncode == 2 and "{nope}" in r.stderr
+    r = cli("--authtype", "none", "--", "python3", "-c", '{"a": 1}')
+    assert r.returncode == 2 and "{{" in r.stderr
+
+
+def test_python_dash_m_main_spelling_works():
+    r = subprocess.run([sys.executable, "-m", "trioproxy.main", "--version"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0 and __version__ in r.stdout
+
+
+async def test_busy_port_is_a_clear_error():
+    with trio.fail_after(30):
+        async with run_proxy(["--", sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]) as first:
+            async with run_proxy(
+                ["--", sys.executable, "-m", "http.server", "{port}"], port=first.port, wait_listening=False
+            ) as second:
+                with trio.fail_after(20):
+                    code = await second.proc.wait()
+                assert code != 0 and "cannot listen" in second.log
+
+
+async def test_plain_http_server_with_readme_style_command():
+    """The seed README's style: options interspersed, {--} placeholders, no '--'."""
+    port = free_port()
+    with trio.fail_after(30):
+        async with run_proxy(
+            ["--destport", "0", sys.executable, "{-}m", "http.server", "{port}", "{--}bind", "127.0.0.1", "--ip", "127.0.0.1"],
+            port=port,
+        ) as p:
+            async with httpx.AsyncClient(trust_env=False, timeout=20) as c:
+                r = await c.get(p.url + "/")
+                assert r.status_code == 200 and "Directory listing" in r.text
