@@ -66,6 +66,7 @@ async def run(settings: Settings) -> int:
     front = Front(gateway, make_authenticator(settings.hub), make_app(settings), Router.for_prefix(settings.proxy.prefix))
     budget = settings.server.shutdown_timeout_s
     subreaper = _reaper.become_subreaper()
+    _warn_unimplemented(settings)
     if os.getpid() == 1:
         logger.info("running as PID 1: handling signals and reaping orphans")
 
@@ -109,6 +110,16 @@ async def run(settings: Settings) -> int:
         return EXIT_SERVER_FAILED
     logger.info("shutdown: done, exit code %d (+%.0f ms)", shutdown.exit_code, shutdown.elapsed_ms())
     return shutdown.exit_code
+
+
+def _warn_unimplemented(settings: Settings) -> None:
+    """Options accepted for compatibility that do nothing yet say so, once, at start."""
+    if settings.child.repo:
+        logger.warning("--repo is not implemented yet: the app starts in the current folder without a git checkout")
+    if settings.child.conda_env:
+        logger.warning("--conda-env is not implemented yet: the app starts outside any conda environment")
+    if (settings.proxy.forward_user_info or settings.proxy.query_user_info) and settings.hub.authtype == "none":
+        logger.warning("--forward-user-info/--query-user-info send nothing with --authtype none (no user is known)")
 
 
 async def _supervise(
