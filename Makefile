@@ -25,7 +25,7 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml
 install: $(VENV)/.installed
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,apps]'
 	touch $@
 
 install-test: $(VENV)/.installed-test

@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("trioproxy streamlit test")
+st.write("hello from streamlit")
