@@ -34,7 +34,7 @@ demo: install
 	@echo
 	@echo "  trioproxy demo: open http://127.0.0.1:$(DEMO_PORT)$(DEMO_PREFIX)   (Ctrl-C to stop)"
 	@echo
-	JUPYTERHUB_SERVICE_PREFIX=$(DEMO_PREFIX) $(VENV)/bin/trioproxy --authtype none --port $(DEMO_PORT) \
+	JUPYTERHUB_SERVICE_PREFIX=$(DEMO_PREFIX) $(VENV)/bin/trioproxy --authtype none --ip 127.0.0.1 --port $(DEMO_PORT) \
 		-- $(PY) -m trioproxy.demo --port {port}
 
 test: install-test

@@ -107,3 +107,21 @@ async def test_websocket_while_app_down_gets_an_http_answer():
                 async with open_websocket_url(p.ws_url + "/ws"):
                     pass
             assert info.value.status_code in (502, 503)
+
+
+async def test_max_message_size_applies_both_ways():
+    with trio.fail_after(30):
+        async with run_proxy(["--websocket-max-message-size", "1000", *ECHO]) as p:
+            await p.wait_ready()
+            async with open_websocket_url(p.ws_url + "/ws") as ws:
+                await ws.send_message("y" * 900)
+                assert await ws.get_message() == "y" * 900
+                await ws.send_message("bigtext:2000")  # the app answers with 2000 bytes
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.get_message()
+                assert info.value.reason.code == 1009
+            async with open_websocket_url(p.ws_url + "/ws") as ws:
+                await ws.send_message("z" * 2000)
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.get_message()
+                assert info.value.reason.code == 1009

@@ -6,7 +6,8 @@ raw bytes; nothing here decodes a value it does not need to read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import unquote_plus
 
 Headers = list[tuple[bytes, bytes]]
@@ -67,6 +68,17 @@ def get(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
         if n == name:
             return v
     return None
+
+
+def peer(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """What an ASGI scope says about the hop: client address, scheme, our port."""
+    client = scope.get("client")
+    server = scope.get("server")
+    return {
+        "client_host": client[0] if client else None,
+        "scheme": "https" if scope.get("scheme") in ("https", "wss") else "http",
+        "server_port": server[1] if server else None,
+    }
 
 
 def _forwarded(

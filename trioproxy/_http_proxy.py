@@ -51,15 +51,8 @@ async def forward(
     if address is None:
         return
     gw.tracker.touch()
-    client = scope.get("client")
-    server = scope.get("server")
     headers, _chunked = _headers.upstream_request(
-        scope["headers"],
-        client_host=client[0] if client else None,
-        scheme=scope.get("scheme", "http"),
-        server_port=server[1] if server else None,
-        prefix=gw.settings.prefix,
-        drop=drop_headers,
+        scope["headers"], **_headers.peer(scope), prefix=gw.settings.prefix, drop=drop_headers
     )
     if extra_headers:
         headers.extend(extra_headers)

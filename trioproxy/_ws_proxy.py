@@ -72,15 +72,8 @@ async def bridge(
     if address is None:
         return
     gw.tracker.touch()
-    client = scope.get("client")
-    server = scope.get("server")
     headers = _headers.upstream_websocket(
-        scope["headers"],
-        client_host=client[0] if client else None,
-        scheme="https" if scope.get("scheme") == "wss" else "http",
-        server_port=server[1] if server else None,
-        prefix=gw.settings.prefix,
-        drop=drop_headers,
+        scope["headers"], **_headers.peer(scope), prefix=gw.settings.prefix, drop=drop_headers
     )
     if extra_headers:
         headers.extend(extra_headers)
@@ -183,8 +176,7 @@ async def _client_to_app(
                 ended.append(("client", message.get("code"), message.get("reason") or ""))
                 break
     except ConnectionClosed as exc:
-        reason = exc.reason
-        ended.append(("app", reason.code if reason else None, (reason.reason or "") if reason else ""))
+        ended.append(_app_closed(exc))
     scope.cancel()
 
 
@@ -205,9 +197,13 @@ async def _app_to_client(
             else:
                 await send({"type": "websocket.send", "bytes": message})
     except ConnectionClosed as exc:
-        reason = exc.reason
-        ended.append(("app", reason.code if reason else None, (reason.reason or "") if reason else ""))
+        ended.append(_app_closed(exc))
     scope.cancel()
+
+
+def _app_closed(exc: ConnectionClosed) -> tuple[str, int | None, str]:
+    reason = exc.reason
+    return ("app", reason.code if reason else None, (reason.reason or "") if reason else "")
 
 
 async def _close_client(send: Send, code: int, reason: str) -> None:
