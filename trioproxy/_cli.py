@@ -58,12 +58,14 @@ def _opt(*decls: str, **kw: Any) -> Any:
       help="Pass the app's stdout (info) and stderr (warning) lines to the log.")
 @_opt("--authtype", type=click.Choice(["oauth", "none"]), default="oauth", show_default=True,
       help="oauth: only users JupyterHub allows (JUPYTERHUB_API_TOKEN, JUPYTERHUB_CLIENT_ID, JUPYTERHUB_USER, "
-           "JUPYTERHUB_GROUP, JUPYTERHUB_ANYONE=1, JUPYTERHUB_OAUTH_ACCESS_SCOPES); none: no login at all.")
+           "JUPYTERHUB_GROUP, JUPYTERHUB_ANYONE=1, JUPYTERHUB_OAUTH_ACCESS_SCOPES); in this version it refuses "
+           "every request with 403 (login not built yet). none: no login at all.")
 @_opt("--request-timeout", type=int, default=300, show_default=True,
       help="Seconds to wait for the app to start answering a request (connect and headers; "
            "a healthy stream may run for ever). 0: no limit.")
 @_opt("--last-activity-interval", type=int, default=300, show_default=True,
-      help="Seconds between activity reports to $JUPYTERHUB_ACTIVITY_URL; 0 never reports.")
+      help="Seconds between activity reports to $JUPYTERHUB_ACTIVITY_URL (with $JUPYTERHUB_API_TOKEN, "
+           "server $JUPYTERHUB_SERVER_NAME); 0 never reports.")
 @_opt("--force-alive/--no-force-alive", "--force-keep-alive/--no-force-keep-alive", "force_alive",
       default=True, show_default=True,
       help="Report 'active now' at every interval (the server is never culled as idle); "
@@ -73,20 +75,22 @@ def _opt(*decls: str, **kw: Any) -> Any:
 @_opt("--ready-timeout", type=int, default=10, show_default=True,
       help="Seconds the app may take to become ready before it is restarted.")
 @_opt("--repo", type=str, default="",
-      help="Git repository cloned (or updated) into --repofolder before the app starts.")
-@_opt("--repobranch", type=str, default="master", show_default=True, help="Branch of --repo.")
+      help="Git repository to clone into --repofolder before the app starts. Not implemented yet: "
+           "accepted, and a warning is logged.")
+@_opt("--repobranch", type=str, default="master", show_default=True, help="Branch of --repo (not implemented yet).")
 @_opt("--repofolder", type=str, default=".", show_default=True,
-      help="Folder for --repo; the app runs there.")
+      help="Folder for --repo (not implemented yet).")
 @_opt("--conda-env", type=str, default="",
-      help="Run the app inside this conda environment (conda from $CONDA_EXE or PATH).")
+      help="Run the app inside this conda environment. Not implemented yet: accepted, and a warning is logged.")
 @_opt("--allow-root/--no-allow-root", default=True, help="Accepted for jupyterhub-singleuser compatibility; no effect.")
 @_opt("--NotebookApp.allow_origin/--no-NotebookApp.allow_origin", "notebookapp_allow_origin", default=True,
       help="Accepted for compatibility; no effect.")
 @_opt("--forward-user-info/--no-forward-user-info", default=False,
       help="Send the JupyterHub user (JSON: kind, name, admin, groups) to the app in the "
-           "X-CDSDASHBOARDS-JH-USER header (with --authtype oauth).")
+           "X-CDSDASHBOARDS-JH-USER header; needs --authtype oauth (JupyterHub login, not in this version). "
+           "A copy sent by a client is always stripped.")
 @_opt("--query-user-info/--no-query-user-info", default=False,
-      help="Send the same JSON as the CDSDASHBOARDS_JH_USER query argument.")
+      help="Send the same JSON as the CDSDASHBOARDS_JH_USER query argument (same conditions).")
 @_opt("--progressive/--no-progressive", default=False,
       help="Accepted for compatibility: responses always stream as they arrive.")
 @_opt("--websocket-max-message-size", type=int, default=0,
@@ -102,6 +106,11 @@ def _opt(*decls: str, **kw: Any) -> Any:
       help="Consecutive failed starts of the app before trioproxy exits non-zero.")
 @click.version_option(__version__, "--version", prog_name="trioproxy")
 def _command(**options: Any) -> dict[str, Any]:
+    """Run COMMAND (a web app that listens on {port}) and serve it under $JUPYTERHUB_SERVICE_PREFIX,
+    proxying HTTP and websockets, as a JupyterHub single-user server.
+
+    Example: trioproxy --authtype none -- python3 -m http.server {port}
+    """
     return options
 
 
