@@ -1,5 +1,6 @@
 """Settings from argv and environ (pure: environ is a dict)."""
 
+import dataclasses
 import os
 
 import click
@@ -28,7 +29,7 @@ def test_defaults_match_the_reference():
     assert s.activity.interval_s == 300 and s.activity.force_alive is True
     assert s.child.ready_check_path == "/" and s.child.ready_timeout_s == 10
     assert s.child.repobranch == "master" and s.child.repofolder == "."
-    assert s.logs is True and s.debug is False
+    assert s.child.logs is True and s.debug is False
     assert s.proxy.prefix == "" and s.child.base_url == ""
     assert s.proxy.ws_max_message_bytes >= 16 * 2**20
 
@@ -69,7 +70,7 @@ def test_flag_pairs_and_aliases():
     assert parse("--no-force-alive", "a").activity.force_alive is False
     assert parse("--force-keep-alive", "a").activity.force_alive is True
     assert parse("--no-force-keep-alive", "a").activity.force_alive is False
-    assert parse("--no-logs", "a").logs is False
+    assert parse("--no-logs", "a").child.logs is False
     s = parse("--allow-root", "--no-NotebookApp.allow_origin", "--progressive", "--debug", "a")
     assert s.debug is True and s.proxy.progressive is True
 
@@ -131,7 +132,7 @@ def test_bad_environment_names_the_variable():
 
 def test_settings_are_frozen():
     s = parse("a")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         s.debug = True  # type: ignore[misc]
 
 

@@ -96,7 +96,8 @@ async def test_app_dying_closes_the_client_and_no_hang():
                 with pytest.raises(ConnectionClosed) as info:
                     while True:
                         await ws.get_message()
-                assert info.value.reason.code in (1011, 1000, 1001)
+                # The app vanished (1006, which may not be sent on the wire): the client gets 1011.
+                assert info.value.reason.code == 1011
 
 
 async def test_websocket_while_app_down_gets_an_http_answer():

@@ -23,15 +23,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: First report this long after start, in seconds (the Hub learns we are alive early).
-FIRST_REPORT_S = 5.0
-#: Jitter on the interval, as a fraction.
+#: Jitter on the interval, as a fraction (the Hub's own singleuser uses 10 %).
 JITTER = 0.1
-#: Backoff after a failed report: first wait and cap, in seconds.
-BACKOFF_FIRST_S = 1.0
-BACKOFF_MAX_S = 60.0
-#: One report may take this long, in seconds.
-REPORT_TIMEOUT_S = 10.0
 
 
 class ActivityTracker:
@@ -67,23 +60,25 @@ async def report_activity(
     if not hub.activity_url or not hub.api_token:
         logger.info("activity reports are off: JUPYTERHUB_ACTIVITY_URL or JUPYTERHUB_API_TOKEN is not set")
         return
-    await trio.sleep(min(FIRST_REPORT_S, activity.interval_s))
+    await trio.sleep(min(activity.first_report_s, activity.interval_s))
     sent: float | None = None
     while True:
         ts = time.time() if activity.force_alive else tracker.last
         if ts is not None and ts != sent:
-            if await _post_with_backoff(client, hub, ts):
+            if await _post_with_backoff(client, activity, hub, ts):
                 sent = ts
         await trio.sleep(activity.interval_s * random.uniform(1 - JITTER, 1 + JITTER))
 
 
-async def _post_with_backoff(client: httpx.AsyncClient, hub: HubSettings, ts: float) -> bool:
+async def _post_with_backoff(
+    client: httpx.AsyncClient, activity: ActivitySettings, hub: HubSettings, ts: float
+) -> bool:
     import httpx
 
-    wait = BACKOFF_FIRST_S
+    wait = activity.backoff_first_s
     while True:
         try:
-            with trio.fail_after(REPORT_TIMEOUT_S):
+            with trio.fail_after(activity.report_timeout_s):
                 resp = await client.post(
                     hub.activity_url,
                     json=activity_body(hub.server_name, ts),
@@ -105,4 +100,4 @@ async def _post_with_backoff(client: httpx.AsyncClient, hub: HubSettings, ts: fl
             problem = f"HTTP {resp.status_code}"
         logger.warning("activity report failed (%s); retrying in %.0f s", problem, wait)
         await trio.sleep(wait)
-        wait = min(wait * 2, BACKOFF_MAX_S)
+        wait = min(wait * 2, activity.backoff_max_s)

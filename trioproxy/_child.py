@@ -34,8 +34,6 @@ logger = logging.getLogger(__name__)
 #: First pause between readiness probes and its cap, in seconds.
 PROBE_INTERVAL_FIRST_S = 0.02
 PROBE_INTERVAL_MAX_S = 0.25
-#: How long the log pumps may keep reading after the app's group is gone, in seconds.
-PUMP_DRAIN_S = 0.5
 #: Poll interval while waiting for the app's process group to empty, in seconds.
 GROUP_POLL_S = 0.02
 
@@ -59,8 +57,6 @@ class AppState:
         self.status = Status.STARTING
         self.reason = ""
         self.address: tuple[str, int] | None = None
-        self.pid: int | None = None
-        self.restarts = 0
         self.tail = tail
         self.origin_host: str | None = None
         self.origin_known = trio.Event()
@@ -119,12 +115,10 @@ class Supervisor:
         settings: ChildSettings,
         state: AppState,
         *,
-        wrap: Callable[[list[str]], list[str]] | None = None,
         on_ready: Callable[[tuple[str, int] | None], None] | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
-        self._wrap = wrap or (lambda argv: argv)
         self._on_ready = on_ready or (lambda address: None)
         self._stopping = False
         self._wake = trio.Event()
@@ -180,7 +174,6 @@ class Supervisor:
             failures += 1
             if failures > s.max_restarts:
                 raise AppFailed(f"the app failed {failures} times in a row; last: it {self.state.reason}")
-            self.state.restarts += 1
             logger.warning(
                 "restarting the app in %.1f s (failure %d; giving up after %d)", backoff, failures, s.max_restarts + 1
             )
@@ -194,7 +187,7 @@ class Supervisor:
         port = self._fixed_port or _free_port()
         values = s.template_values(port, self.state.origin_host or "")
         try:
-            argv = self._wrap(_template.render(s.command, values))
+            argv = _template.render(s.command, values)
         except _template.TemplateError as exc:
             self.state.set(Status.DOWN, str(exc))
             return None
@@ -214,7 +207,6 @@ class Supervisor:
             logger.error("could not start the app: %s", exc)
             return None
         self._proc = proc
-        self.state.pid = proc.pid
         ready_at: float | None = None
         not_ready = False
         async with trio.open_nursery() as pumps:
@@ -240,8 +232,10 @@ class Supervisor:
                 self._on_ready(None)
                 with trio.CancelScope(shield=True):
                     await self._terminate(proc)
+                # Reaped and its group killed: never signal that pgid again (pids are reused).
+                self._proc = None
                 # Pipes held open by an escaped grandchild must not hold us up.
-                pumps.cancel_scope.deadline = trio.current_time() + PUMP_DRAIN_S
+                pumps.cancel_scope.deadline = trio.current_time() + s.pump_drain_s
                 if not self._stopping and not not_ready:
                     self.state.set(Status.DOWN, _describe_exit(proc.returncode))
                     logger.error("the app %s", self.state.reason)

@@ -7,14 +7,11 @@ the bare and the ``%40``-encoded prefix are answered here; everything else
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from . import _http_proxy, _pages, _routing, _ws_proxy
 from ._appgate import Gateway
 from ._auth import Authenticator
-
-logger = logging.getLogger(__name__)
 
 
 class Front:

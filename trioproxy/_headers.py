@@ -126,8 +126,8 @@ def upstream_request(
     server_port: int | None,
     prefix: str,
     drop: frozenset[bytes] = frozenset(),
-) -> tuple[Headers, bool]:
-    """Headers to send the app for an HTTP request, and whether the body is chunked.
+) -> Headers:
+    """Headers to send the app for an HTTP request.
 
     ``Host`` is kept; ``Expect`` is answered by our side; a client
     ``Transfer-Encoding`` becomes our own chunked framing (a
@@ -141,7 +141,7 @@ def upstream_request(
     out = _forwarded(out, client_host=client_host, scheme=scheme, server_port=server_port, prefix=prefix)
     if chunked:
         out.append((b"transfer-encoding", b"chunked"))
-    return out, chunked
+    return out
 
 
 def upstream_websocket(

@@ -43,7 +43,6 @@ async def forward(
     receive: Receive,
     send: Send,
     target: bytes,
-    extra_headers: list[tuple[bytes, bytes]] | None = None,
     drop_headers: frozenset[bytes] = frozenset(),
 ) -> None:
     """Proxy one request; ``target`` is the request-target for the app (prefix stripped)."""
@@ -51,11 +50,9 @@ async def forward(
     if address is None:
         return
     gw.tracker.touch()
-    headers, _chunked = _headers.upstream_request(
+    headers = _headers.upstream_request(
         scope["headers"], **_headers.peer(scope), prefix=gw.settings.prefix, drop=drop_headers
     )
-    if extra_headers:
-        headers.extend(extra_headers)
     if _headers.get(headers, b"host") is None:
         headers.append((b"host", f"localhost:{address[1]}".encode()))
     request = h11.Request(method=scope["method"], target=target, headers=headers)

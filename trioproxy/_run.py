@@ -47,8 +47,6 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_APP_FAILED = 1
 EXIT_SERVER_FAILED = 3
-#: How often the drain loop looks at its (movable) deadline, in seconds.
-DRAIN_POLL_S = 0.01
 
 
 def run_main(settings: Settings) -> int:
@@ -91,9 +89,11 @@ async def run(settings: Settings) -> int:
                 logger.info("shutdown: closing %d websocket(s) and event stream(s) (+%.0f ms)", n, shutdown.elapsed_ms())
                 supervisor.stop(shutdown.deadline)
                 logger.info("shutdown: SIGTERM sent to the app's process group (+%.0f ms)", shutdown.elapsed_ms())
-                # Drain: until requests and the app are done, or the (movable) deadline.
-                while trio.current_time() < shutdown.deadline and not (app_done.is_set() and server_done.is_set()):
-                    await trio.sleep(DRAIN_POLL_S)
+                # Drain: until requests and the app are done, or the deadline (a second signal moves it).
+                with trio.CancelScope() as drain:
+                    shutdown.drain_scope(drain)
+                    await app_done.wait()
+                    await server_done.wait()
                 supervisor.kill()
                 logger.info("shutdown: SIGKILL sent to what is left of the app (+%.0f ms)", shutdown.elapsed_ms())
                 root.cancel_scope.cancel()

@@ -33,8 +33,6 @@ logger = logging.getLogger(__name__)
 
 #: Listen backlog.
 BACKLOG = 1024
-#: How often the deadline closer looks at the (movable) drain deadline, in seconds.
-DEADLINE_POLL_S = 0.02
 
 
 class ServerError(Exception):
@@ -155,8 +153,9 @@ async def serve(
 
 async def _close_at_deadline(shutdown: Shutdown, streams: set[Any]) -> None:
     """At the drain deadline close every connection socket, waking shielded sends."""
-    while trio.current_time() < shutdown.deadline:  # re-read: hurry() moves it
-        await trio.sleep(DEADLINE_POLL_S)
+    with trio.CancelScope() as wait:
+        shutdown.drain_scope(wait)  # ends at the deadline, or at once on hurry()
+        await trio.sleep_forever()
     for stream in list(streams):
         transport = getattr(stream, "transport_stream", stream)
         try:

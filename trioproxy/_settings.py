@@ -7,7 +7,6 @@ it needs. Every default and every timeout lives here, with its unit.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import urllib.parse
@@ -39,6 +38,17 @@ RESTART_BACKOFF_MAX_S = 15.0
 RESTART_RESET_AFTER_S = 60.0
 #: Grace between SIGTERM and SIGKILL for a child being restarted (not at shutdown).
 CHILD_STOP_GRACE_S = 3.0
+#: How long the log pumps may keep reading once the app's group is gone (a pipe
+#: held open by an escaped grandchild must not hold up a restart), in seconds.
+PUMP_DRAIN_S = 0.5
+#: Bound on each side's websocket closing handshake, in seconds.
+WS_CLOSE_TIMEOUT_S = 1.0
+#: Activity: first report this long after start; one report may take this long;
+#: backoff after a failed report from first to cap; all in seconds.
+ACTIVITY_FIRST_REPORT_S = 5.0
+ACTIVITY_REPORT_TIMEOUT_S = 10.0
+ACTIVITY_BACKOFF_FIRST_S = 1.0
+ACTIVITY_BACKOFF_MAX_S = 60.0
 #: Lines of the app's output kept for error pages.
 LOG_TAIL_LINES = 40
 #: Longest app log line passed on; the rest is cut with a mark.
@@ -89,6 +99,7 @@ class ChildSettings:
     backoff_max_s: float = RESTART_BACKOFF_MAX_S
     reset_after_s: float = RESTART_RESET_AFTER_S
     stop_grace_s: float = CHILD_STOP_GRACE_S
+    pump_drain_s: float = PUMP_DRAIN_S
     log_tail_lines: int = LOG_TAIL_LINES
     log_line_max_bytes: int = LOG_LINE_MAX_BYTES
 
@@ -119,6 +130,7 @@ class ProxySettings:
     ws_max_message_bytes: int
     starting_wait_s: float = STARTING_WAIT_S
     pool_idle_max: int = UPSTREAM_POOL_IDLE_MAX
+    ws_close_timeout_s: float = WS_CLOSE_TIMEOUT_S
     forward_user_info: bool = False
     query_user_info: bool = False
     progressive: bool = False
@@ -170,6 +182,10 @@ class HubSettings:
 class ActivitySettings:
     interval_s: float
     force_alive: bool
+    first_report_s: float = ACTIVITY_FIRST_REPORT_S
+    report_timeout_s: float = ACTIVITY_REPORT_TIMEOUT_S
+    backoff_first_s: float = ACTIVITY_BACKOFF_FIRST_S
+    backoff_max_s: float = ACTIVITY_BACKOFF_MAX_S
 
 
 @dataclass(frozen=True)
@@ -182,10 +198,6 @@ class Settings:
     hub: HubSettings
     activity: ActivitySettings
     debug: bool
-    logs: bool
-
-    def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
 
 
 # --- pure helpers ---------------------------------------------------------------
@@ -370,5 +382,4 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         hub=hub,
         activity=activity,
         debug=bool(options["debug"]),
-        logs=bool(options["logs"]),
     )

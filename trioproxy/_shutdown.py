@@ -39,7 +39,11 @@ class Shutdown:
             scope.deadline = self.deadline
 
     def drain_scope(self, scope: trio.CancelScope) -> None:
-        """Bound ``scope`` by the drain deadline, now and after a :meth:`hurry`."""
+        """Bound ``scope`` by the drain deadline, now and after a :meth:`hurry`.
+
+        The one way to wait for the deadline: no polling, and a second signal
+        ends every such wait at once.
+        """
         scope.deadline = self.deadline
         self._drain_scopes.append(scope)
 

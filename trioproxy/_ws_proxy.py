@@ -31,8 +31,6 @@ logger = logging.getLogger(__name__)
 
 Receive = Any
 
-#: Bounds the closing handshake with each side, in seconds.
-CLOSE_TIMEOUT_S = 1.0
 #: Messages buffered from the app before its reader waits for the client.
 UPSTREAM_QUEUE = 8
 #: Bytes read from the app's socket per call.
@@ -61,7 +59,6 @@ async def bridge(
     receive: Receive,
     send: Send,
     target: bytes,
-    extra_headers: list[tuple[bytes, bytes]] | None = None,
     drop_headers: frozenset[bytes] = frozenset(),
 ) -> None:
     """Proxy one websocket; ``target`` is the request-target for the app."""
@@ -75,8 +72,6 @@ async def bridge(
     headers = _headers.upstream_websocket(
         scope["headers"], **_headers.peer(scope), prefix=gw.settings.prefix, drop=drop_headers
     )
-    if extra_headers:
-        headers.extend(extra_headers)
     host = _headers.get(scope["headers"], b"host")
     host_str = host.decode("latin-1") if host else f"localhost:{address[1]}"
     resource = target.decode("latin-1")
@@ -144,7 +139,7 @@ async def _run_pumps(gw: Gateway, receive: Receive, send: Send, upstream: trio_w
         async with trio.open_nursery() as pumps:
             pumps.start_soon(_client_to_app, gw, receive, upstream, ended, pumps.cancel_scope)
             pumps.start_soon(_app_to_client, gw, send, upstream, ended, pumps.cancel_scope)
-    with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+    with trio.CancelScope(shield=True), trio.move_on_after(gw.settings.ws_close_timeout_s):
         if not ended:  # shutdown: say goodbye to both
             await _close_client(send, GOING_AWAY, "server shutting down")
             await upstream.aclose(GOING_AWAY, "server shutting down")
