@@ -8,6 +8,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 DEMO_PORT ?= 8888
 DEMO_PREFIX ?= /user/demo/
+# The real-JupyterHub tests (tests/hub.py): JupyterHub 6 lives in $(VENV) (the `test` extra),
+# 4.1 and 5.x each in a venv of its own, configurable-http-proxy 5 under .node, Debian's chromium.
+HUBS   ?= .hubs
+NODE   ?= .node
+HUB4_SPEC ?= jupyterhub>=4.1,<4.2
+HUB5_SPEC ?= jupyterhub>=5.4,<6
+CHP_SPEC  ?= configurable-http-proxy@5
 
 .PHONY: demo test venv install install-test unit clean
 
@@ -28,7 +35,31 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(PIP) install -q -e '.[test,apps]'
 	touch $@
 
-install-test: $(VENV)/.installed-test
+# One venv per older JupyterHub major version (tests/hub.py finds $(HUBS)/N/bin/jupyterhub).
+$(HUBS)/4/.installed:
+	rm -rf $(HUBS)/4 && $(PYTHON) -m venv $(HUBS)/4
+	$(HUBS)/4/bin/python -m pip install -q --disable-pip-version-check '$(HUB4_SPEC)'
+	touch $@
+
+$(HUBS)/5/.installed:
+	rm -rf $(HUBS)/5 && $(PYTHON) -m venv $(HUBS)/5
+	$(HUBS)/5/bin/python -m pip install -q --disable-pip-version-check '$(HUB5_SPEC)'
+	touch $@
+
+$(NODE)/.installed:
+	npm install --silent --no-audit --no-fund --prefix $(NODE) $(CHP_SPEC)
+	touch $@
+
+# Headless browser for tests/browser.py: Debian's chromium, when root with apt-get (else those
+# tests skip). No stamp unless it is there, so a later `make test` as root still installs it.
+$(HUBS)/.chromium:
+	@mkdir -p $(HUBS)
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; \
+	fi
+	@if [ -x /usr/bin/chromium ]; then touch $@; else echo "no /usr/bin/chromium: the browser tests will be skipped"; fi
+
+install-test: $(VENV)/.installed-test $(HUBS)/4/.installed $(HUBS)/5/.installed $(NODE)/.installed $(HUBS)/.chromium
 
 demo: install
 	@echo
@@ -43,5 +74,8 @@ test: install-test
 unit: install-test
 	$(PY) -m pytest tests/test_settings.py tests/test_template.py tests/test_routing.py tests/test_headers.py tests/test_applog.py
 
+# Benchmarks (issue 4): make bench, make bench-quick
+-include benchmarks/bench.mk
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(HUBS) $(NODE) .pytest_cache build *.egg-info

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
-if TYPE_CHECKING:
-    import httpx
+from ._hub_api import HubAPI, HubUnavailable
 
+if TYPE_CHECKING:
     from ._settings import ActivitySettings, HubSettings
 
 logger = logging.getLogger(__name__)
@@ -47,12 +47,7 @@ def activity_body(server_name: str, ts: float) -> dict[str, object]:
     return {"servers": {server_name: {"last_activity": stamp}}, "last_activity": stamp}
 
 
-async def report_activity(
-    tracker: ActivityTracker,
-    activity: ActivitySettings,
-    hub: HubSettings,
-    client: httpx.AsyncClient,
-) -> None:
+async def report_activity(tracker: ActivityTracker, activity: ActivitySettings, hub: HubSettings, api: HubAPI) -> None:
     """Report activity to the Hub for ever (cancel to stop). Never raises for Hub trouble."""
     if activity.interval_s <= 0:
         logger.info("activity reports are off (--last-activity-interval 0)")
@@ -62,42 +57,39 @@ async def report_activity(
         return
     await trio.sleep(min(activity.first_report_s, activity.interval_s))
     sent: float | None = None
+    refused = False
     while True:
         ts = time.time() if activity.force_alive else tracker.last
         if ts is not None and ts != sent:
-            if await _post_with_backoff(client, activity, hub, ts):
+            outcome = await _post_with_backoff(api, activity, hub, ts)
+            if outcome is None:
                 sent = ts
+                if refused:
+                    logger.info("the Hub accepts activity reports again")
+                refused = False
+            else:
+                if not refused:
+                    logger.error("the Hub refused the activity report (%s); check the server's token and its "
+                                 "users:activity scope. Trying again every interval, quietly.", outcome)
+                refused = True
         await trio.sleep(activity.interval_s * random.uniform(1 - JITTER, 1 + JITTER))
 
 
-async def _post_with_backoff(
-    client: httpx.AsyncClient, activity: ActivitySettings, hub: HubSettings, ts: float
-) -> bool:
-    import httpx
+async def _post_with_backoff(api: HubAPI, activity: ActivitySettings, hub: HubSettings, ts: float) -> str | None:
+    """Post one report, retrying with backoff while the Hub is down or failing.
 
+    Returns None once the Hub took it, or the Hub's reason when it refused (4xx).
+    """
     wait = activity.backoff_first_s
     while True:
         try:
-            with trio.fail_after(activity.report_timeout_s):
-                resp = await client.post(
-                    hub.activity_url,
-                    json=activity_body(hub.server_name, ts),
-                    headers={"Authorization": f"token {hub.api_token}"},
-                )
-        except (httpx.HTTPError, trio.TooSlowError, OSError) as exc:
-            problem = f"{type(exc).__name__}: {exc}"
+            resp = await api.post_activity(activity_body(hub.server_name, ts))
+        except HubUnavailable as exc:
+            logger.warning("activity report failed (%s); retrying in %.0f s", exc, wait)
         else:
             if resp.status_code < 400:
                 logger.debug("reported activity %s", isoformat(ts))
-                return True
-            if resp.status_code < 500:
-                logger.error(
-                    "the Hub refused the activity report (%d %s); check the server's token scopes",
-                    resp.status_code,
-                    resp.text[:200],
-                )
-                return False
-            problem = f"HTTP {resp.status_code}"
-        logger.warning("activity report failed (%s); retrying in %.0f s", problem, wait)
+                return None
+            return f"{resp.status_code} {resp.text[:200]}"
         await trio.sleep(wait)
         wait = min(wait * 2, activity.backoff_max_s)

@@ -68,6 +68,9 @@ class Gateway:
     pool: Pool
     tracker: ActivityTracker
     long_lived: LongLived = field(default_factory=LongLived)
+    #: The app sets an ``_xsrf`` cookie of its own (jupyter-server, Voila): the
+    #: login does not treat a cookie of that name as the Hub's.
+    app_uses_xsrf: bool = False
 
     async def open(self, scope: dict[str, Any], send: Send) -> tuple[str, int] | None:
         """The app's address once it is ready; otherwise answer ``scope`` with a page and return None."""

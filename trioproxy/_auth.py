@@ -1,61 +1,146 @@
 """Who may pass: the check every request and websocket handshake goes through before the app.
 
-The front (``_front``) calls :meth:`Authenticator.check` for HTTP requests and
-websocket handshakes alike. It returns the :class:`Identity` to forward with,
-or None after answering the request itself (a login redirect, a 403).
+The front (``_front``) calls :meth:`Authenticator.admit` for HTTP requests
+and websocket handshakes alike. It returns the :class:`Passage` to forward
+with (the request as the app may see it), or None after answering the
+request itself (a login redirect, a 403 page, a refused handshake).
+
+Here: the protocol, ``--authtype none``, and the pure rules both modes share
+(what a client may not send the app, the user-info JSON, cross-site
+requests). The JupyterHub login is ``_oauth``.
 """
 
 from __future__ import annotations
 
-import logging
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
-from . import _pages
+from . import _headers
 from ._pages import Send
-from ._settings import HubSettings
 
-logger = logging.getLogger(__name__)
+Headers = list[tuple[bytes, bytes]]
 
 
 @dataclass(frozen=True)
-class Identity:
-    """Who is making the request (``user`` is the Hub's user model, None without auth)."""
+class Passage:
+    """A request cleared to reach the app, as the app may see it."""
 
-    user: dict[str, Any] | None = None
-    #: Request headers trioproxy consumed (its own credentials): never sent to the app.
-    drop_headers: frozenset[bytes] = field(default_factory=frozenset)
+    #: The client's request headers minus trioproxy's own credentials.
+    headers: Headers
+    #: The request-target for the app (credentials and spoofed user info removed).
+    target: bytes
+    #: Headers trioproxy adds after the hop rules (the user-info header).
+    add: Headers = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A complete answer trioproxy gives itself (the OAuth callback)."""
+
+    status: int
+    headers: Headers
+    body: bytes
 
 
 class Authenticator(Protocol):
-    async def check(self, scope: dict[str, Any], send: Send) -> Identity | None: ...
+    async def admit(self, scope: dict[str, Any], send: Send, target: bytes) -> Passage | None: ...
+
+    async def callback(self, scope: dict[str, Any]) -> Reply: ...
+
+
+def user_info(model: Mapping[str, Any]) -> str:
+    """The reference's user-info JSON: kind, name, admin, groups (missing ones are null)."""
+    return json.dumps({k: model.get(k) for k in ("kind", "name", "admin", "groups")})
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    path, _, query = target.partition(b"?")
+    return path, query
+
+
+def join_target(path: bytes, query: bytes) -> bytes:
+    return path + b"?" + query if query else path
+
+
+def passage(
+    headers: Sequence[tuple[bytes, bytes]],
+    target: bytes,
+    *,
+    user: Mapping[str, Any] | None = None,
+    forward_user_info: bool = False,
+    query_user_info: bool = False,
+    drop_query_args: Sequence[str] = (),
+) -> Passage:
+    """The request for the app: client copies of the user info removed (always),
+    ``drop_query_args`` removed from the query, trioproxy's user info added."""
+    path, query = split_target(target)
+    for name in (_headers.USER_INFO_ARG, *drop_query_args):
+        query = _headers.strip_query_arg(query, name)
+    add: Headers = []
+    if user is not None and (forward_user_info or query_user_info):
+        info = user_info(user)
+        if forward_user_info:
+            add.append((_headers.USER_INFO_HEADER, info.encode("latin-1")))
+        if query_user_info:
+            arg = f"{_headers.USER_INFO_ARG}={quote(info, safe='')}".encode("ascii")
+            query = query + b"&" + arg if query else arg
+    kept = [(n, v) for n, v in headers if n != _headers.USER_INFO_HEADER]
+    return Passage(kept, join_target(path, query), add)
+
+
+def _first(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    return value.split(b",")[0].strip().decode("latin-1") or None
+
+
+def browser_scheme(headers: Sequence[tuple[bytes, bytes]], scheme: str, public_url: str = "") -> str:
+    """The scheme the browser used: the Hub's public URL, else X-Forwarded-Proto, else this hop's."""
+    if public_url:
+        return "https" if public_url.lower().startswith("https:") else "http"
+    forwarded = _first(_headers.get(headers, b"x-forwarded-proto"))
+    if forwarded in ("http", "https"):
+        return forwarded
+    return "https" if scheme in ("https", "wss") else "http"
+
+
+def is_cross_site(
+    headers: Sequence[tuple[bytes, bytes]], scheme: str, trusted_origins: frozenset[str] = frozenset()
+) -> bool:
+    """Did a browser send this from another site?
+
+    ``Sec-Fetch-Site`` decides where the browser sends it (only
+    ``same-origin`` and ``none``, a typed URL, pass: ``same-site`` is another
+    user's server in subdomain mode). Otherwise ``Origin`` must be this
+    request's own origin or a trusted one. No header at all: not a browser.
+    """
+    site = _headers.get(headers, b"sec-fetch-site")
+    if site is not None:
+        return site.strip().lower() not in (b"same-origin", b"none")
+    origin = _headers.get(headers, b"origin")
+    if origin is None:
+        return False
+    got = origin.decode("latin-1").strip().lower().rstrip("/")
+    if got == "null":
+        return True
+    host = _first(_headers.get(headers, b"x-forwarded-host")) or (_headers.get(headers, b"host") or b"").decode(
+        "latin-1"
+    )
+    own = f"{browser_scheme(headers, scheme)}://{host}".lower()
+    return got != own and got not in trusted_origins
 
 
 class NoAuth:
     """``--authtype none``: everyone is let in."""
 
-    async def check(self, scope: dict[str, Any], send: Send) -> Identity | None:
-        return Identity()
+    async def admit(self, scope: dict[str, Any], send: Send, target: bytes) -> Passage | None:
+        return passage(scope["headers"], target)
 
+    async def callback(self, scope: dict[str, Any]) -> Reply:
+        from . import _pages
 
-class HubOAuthUnavailable:
-    """``--authtype oauth`` in a build without the Hub login: refuse, never let anyone in."""
-
-    def __init__(self, hub: HubSettings) -> None:
-        self.hub = hub
-
-    async def check(self, scope: dict[str, Any], send: Send) -> Identity | None:
-        body = _pages.render(
-            "403: Login unavailable",
-            ["This server requires JupyterHub login, which this trioproxy version cannot perform yet.",
-             "Run it with --authtype none behind another authenticating proxy."],
-        )
-        await _pages.respond(scope, send, 403, body)
-        return None
-
-
-def make_authenticator(hub: HubSettings) -> Authenticator:
-    if hub.authtype == "none":
-        return NoAuth()
-    logger.warning("--authtype oauth: JupyterHub login is not available in this version; every request gets 403")
-    return HubOAuthUnavailable(hub)
+        body = _pages.render("400: No login in progress", ["This server does not use JupyterHub login."])
+        return Reply(400, [], body)

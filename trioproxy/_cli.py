@@ -57,9 +57,11 @@ def _opt(*decls: str, **kw: Any) -> Any:
 @_opt("--logs/--no-logs", default=True, show_default=True,
       help="Pass the app's stdout (info) and stderr (warning) lines to the log.")
 @_opt("--authtype", type=click.Choice(["oauth", "none"]), default="oauth", show_default=True,
-      help="oauth: only users JupyterHub allows (JUPYTERHUB_API_TOKEN, JUPYTERHUB_CLIENT_ID, JUPYTERHUB_USER, "
-           "JUPYTERHUB_GROUP, JUPYTERHUB_ANYONE=1, JUPYTERHUB_OAUTH_ACCESS_SCOPES); in this version it refuses "
-           "every request with 403 (login not built yet). none: no login at all.")
+      help="oauth: JupyterHub login; only users the Hub allows get in: its access scopes "
+           "($JUPYTERHUB_OAUTH_ACCESS_SCOPES, incl. servers shared on the Hub), the owner $JUPYTERHUB_USER, "
+           "members of $JUPYTERHUB_GROUP (comma-separated) and, with $JUPYTERHUB_ANYONE=1, any Hub user. "
+           "Browsers are sent to the Hub to log in; API clients use 'Authorization: token ...'. "
+           "none: no login at all (behind another authenticating proxy only).")
 @_opt("--request-timeout", type=int, default=300, show_default=True,
       help="Seconds to wait for the app to start answering a request (connect and headers; "
            "a healthy stream may run for ever). 0: no limit.")
@@ -87,7 +89,7 @@ def _opt(*decls: str, **kw: Any) -> Any:
       help="Accepted for compatibility; no effect.")
 @_opt("--forward-user-info/--no-forward-user-info", default=False,
       help="Send the JupyterHub user (JSON: kind, name, admin, groups) to the app in the "
-           "X-CDSDASHBOARDS-JH-USER header; needs --authtype oauth (JupyterHub login, not in this version). "
+           "X-CDSDASHBOARDS-JH-USER header (HTTP and websocket handshakes); needs --authtype oauth. "
            "A copy sent by a client is always stripped.")
 @_opt("--query-user-info/--no-query-user-info", default=False,
       help="Send the same JSON as the CDSDASHBOARDS_JH_USER query argument (same conditions).")
@@ -104,6 +106,17 @@ def _opt(*decls: str, **kw: Any) -> Any:
            "process group is killed. Raise it where pods get a longer grace period.")
 @_opt("--max-restarts", type=int, default=_settings.DEFAULT_MAX_RESTARTS, show_default=True,
       help="Consecutive failed starts of the app before trioproxy exits non-zero.")
+@_opt("--cookie-secret-file", type=str, default="",
+      help="File holding the secret that seals the login cookie (hex or text, at least 16 bytes), so a "
+           f"restart of trioproxy keeps users logged in. Else ${_settings.COOKIE_SECRET_ENV}; else a random "
+           "secret per start (users log in again after a restart, through the Hub, usually without a prompt).")
+@_opt("--auth-cache-ttl", type=float, default=_settings.DEFAULT_AUTH_CACHE_TTL_S, show_default=True,
+      help="Seconds a token the Hub vouched for is trusted before it is checked again: "
+           "a token revoked on the Hub stops working within this time.")
+@_opt("--hub-ready-timeout", type=float, default=_settings.DEFAULT_HUB_READY_TIMEOUT_S, show_default=True,
+      help="While the app starts, the Hub's readiness probe ({prefix}api) gets 503 for at most this many "
+           "seconds after start, so users wait on the Hub's progress page. Keep it below the Spawner's "
+           "http_timeout (30 s by default); 0 answers the probe at once.")
 @click.version_option(__version__, "--version", prog_name="trioproxy")
 def _command(**options: Any) -> dict[str, Any]:
     """Run COMMAND (a web app that listens on {port}) and serve it under $JUPYTERHUB_SERVICE_PREFIX,

@@ -1,47 +1,91 @@
 """The ASGI callable hypercorn serves: routes each request, checks who may pass, forwards.
 
 Proxied requests go from here straight to the forwarding code; redirects of
-the bare and the ``%40``-encoded prefix are answered here; everything else
-(trioproxy's own endpoints, 404s, lifespan) goes to the Quart-Trio app.
+the bare and the ``%40``-encoded prefix are answered here, and so is the
+Hub's readiness probe while the app starts; everything else (trioproxy's own
+endpoints, 404s, lifespan) goes to the Quart-Trio app.
+
+Responses trioproxy makes itself carry ``X-JupyterHub-Version`` (the Hub
+reads it from its readiness probe); the app's own responses pass as they are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import trio
 
 from . import _http_proxy, _pages, _routing, _ws_proxy
 from ._appgate import Gateway
 from ._auth import Authenticator
+from ._child import Status
+from ._pages import Send
+
+#: The path (under the prefix) the Hub probes to see whether the server is up.
+HUB_PROBE = b"/api"
+#: While the app starts, the probe is answered with 503 and this Retry-After.
+PROBE_RETRY_S = 1
 
 
 class Front:
-    def __init__(self, gateway: Gateway, auth: Authenticator, web: Any, router: _routing.Router) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        auth: Authenticator,
+        web: Any,
+        router: _routing.Router,
+        *,
+        hub_version: Callable[[], str | None] = lambda: None,
+        hold_probe_s: float = 0.0,
+    ) -> None:
         self.gateway = gateway
         self.auth = auth
         self.web = web
         self.router = router
+        self.hub_version = hub_version
+        self.hold_probe_until = trio.current_time() + hold_probe_s
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await self.web(scope, receive, send)
             return
+        own = self._stamped(send)
         method = scope.get("method", "GET")
         route = self.router.route(method, scope["raw_path"], scope["query_string"])
         if isinstance(route, _routing.Forward):
-            identity = await self.auth.check(scope, send)
-            if identity is None:
+            if kind == "http" and route.target == HUB_PROBE and self._holding_probe():
+                body = _pages.render("The app is starting", ["The app is not ready yet."])
+                await _pages.respond(scope, own, 503, body, [(b"retry-after", str(PROBE_RETRY_S).encode())])
+                return
+            passage = await self.auth.admit(scope, own, route.target)
+            if passage is None:
                 return
             if kind == "http":
-                await _http_proxy.forward(
-                    self.gateway, scope, receive, send, route.target, drop_headers=identity.drop_headers
-                )
+                await _http_proxy.forward(self.gateway, scope, receive, send, passage)
             else:
-                await _ws_proxy.bridge(
-                    self.gateway, scope, receive, send, route.target, drop_headers=identity.drop_headers
-                )
+                await _ws_proxy.bridge(self.gateway, scope, receive, send, passage)
         elif isinstance(route, _routing.Redirect):
             location = route.location
-            await _pages.respond(scope, send, route.status, _pages.redirect_body(location), [(b"location", location)])
+            await _pages.respond(scope, own, route.status, _pages.redirect_body(location), [(b"location", location)])
         else:
-            await self.web(scope, receive, send)
+            await self.web(scope, receive, own)
+
+    def _holding_probe(self) -> bool:
+        """Answer the Hub's probe with 503: the app is starting (or restarting) and the bound is not reached."""
+        status = self.gateway.state.status
+        return status in (Status.STARTING, Status.DOWN) and trio.current_time() < self.hold_probe_until
+
+    def _stamped(self, send: Send) -> Send:
+        version = self.hub_version()
+        if not version:
+            return send
+        stamp = (b"x-jupyterhub-version", version.encode("latin-1", "replace"))
+
+        async def stamped(message: dict[str, Any]) -> None:
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
+                message = {**message, "headers": [*message.get("headers", ()), stamp]}
+            await send(message)
+
+        return stamped

@@ -125,7 +125,6 @@ def upstream_request(
     scheme: str,
     server_port: int | None,
     prefix: str,
-    drop: frozenset[bytes] = frozenset(),
 ) -> Headers:
     """Headers to send the app for an HTTP request.
 
@@ -134,7 +133,7 @@ def upstream_request(
     ``Content-Length`` beside it is dropped, RFC 9112 §6.3).
     """
     chunked = get(headers, b"transfer-encoding") is not None
-    extra = frozenset({b"expect", USER_INFO_HEADER}) | drop
+    extra = frozenset({b"expect", USER_INFO_HEADER})
     if chunked:
         extra |= {b"content-length"}
     out = strip_hop_by_hop(headers, extra)
@@ -151,10 +150,9 @@ def upstream_websocket(
     scheme: str,
     server_port: int | None,
     prefix: str,
-    drop: frozenset[bytes] = frozenset(),
 ) -> Headers:
     """End-to-end headers of a websocket handshake for the app (cookies, origin...)."""
-    out = strip_hop_by_hop(headers, WEBSOCKET_HANDSHAKE | {USER_INFO_HEADER} | drop)
+    out = strip_hop_by_hop(headers, WEBSOCKET_HANDSHAKE | {USER_INFO_HEADER})
     return _forwarded(out, client_host=client_host, scheme=scheme, server_port=server_port, prefix=prefix)
 
 
@@ -169,6 +167,12 @@ def downstream_websocket_accept(headers: Iterable[tuple[bytes, bytes]]) -> Heade
     return strip_hop_by_hop(
         headers, WEBSOCKET_HANDSHAKE | {b"date", b"server", b"content-type", b"transfer-encoding"}
     )
+
+
+def sets_cookie(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bool:
+    """Does a response set (or clear) cookie ``name``?"""
+    prefix = name + b"="
+    return any(n == b"set-cookie" and v.lstrip().startswith(prefix) for n, v in headers)
 
 
 def strip_query_arg(query: bytes, name: str) -> bytes:

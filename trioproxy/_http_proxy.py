@@ -26,6 +26,7 @@ import trio
 
 from . import _headers, _pages
 from ._appgate import Gateway
+from ._auth import Passage
 from ._pages import Send
 from ._upstream import Connection, UpstreamError
 
@@ -42,17 +43,16 @@ async def forward(
     scope: dict[str, Any],
     receive: Receive,
     send: Send,
-    target: bytes,
-    drop_headers: frozenset[bytes] = frozenset(),
+    passage: Passage,
 ) -> None:
-    """Proxy one request; ``target`` is the request-target for the app (prefix stripped)."""
+    """Proxy one request as ``passage`` says (its target has the prefix stripped)."""
     address = await gw.open(scope, send)
     if address is None:
         return
     gw.tracker.touch()
-    headers = _headers.upstream_request(
-        scope["headers"], **_headers.peer(scope), prefix=gw.settings.prefix, drop=drop_headers
-    )
+    target = passage.target
+    headers = _headers.upstream_request(passage.headers, **_headers.peer(scope), prefix=gw.settings.prefix)
+    headers += passage.add
     if _headers.get(headers, b"host") is None:
         headers.append((b"host", f"localhost:{address[1]}".encode()))
     request = h11.Request(method=scope["method"], target=target, headers=headers)
@@ -133,6 +133,8 @@ async def _talk(
         await _fail_page(gw, scope, send, 502, _describe(exc))
         return "closed"
     resp_headers = _headers.downstream_response(response.headers)
+    if not gw.app_uses_xsrf and _headers.sets_cookie(resp_headers, b"_xsrf"):
+        gw.app_uses_xsrf = True  # its _xsrf is the app's from now on, not the Hub's: pass it
     await send({"type": "http.response.start", "status": response.status_code, "headers": resp_headers})
     is_stream = (_headers.get(resp_headers, b"content-type") or b"").startswith(b"text/event-stream")
     try:

@@ -33,9 +33,20 @@ pre {{ background: #f4f4f4; padding: 1rem; overflow-x: auto; white-space: pre-wr
 """
 
 
-def render(title: str, paragraphs: Iterable[str], *, log_lines: Sequence[str] = (), refresh_s: int | None = None) -> bytes:
-    """A small HTML page; ``title``, ``paragraphs`` and ``log_lines`` are plain text."""
+def render(
+    title: str,
+    paragraphs: Iterable[str],
+    *,
+    log_lines: Sequence[str] = (),
+    refresh_s: int | None = None,
+    links: Sequence[tuple[str, str]] = (),
+) -> bytes:
+    """A small HTML page; ``title``, ``paragraphs``, ``log_lines`` and the
+    ``(text, href)`` pairs of ``links`` are plain text."""
     body = "\n".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
+    if links:
+        items = "".join(f'<li><a href="{html.escape(href)}">{html.escape(text)}</a></li>' for text, href in links)
+        body += f"\n<ul>{items}</ul>"
     if log_lines:
         body += "\n<h2>Last lines of the app's output</h2>\n<pre>" + html.escape("\n".join(log_lines)) + "</pre>"
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">\n' if refresh_s else ""

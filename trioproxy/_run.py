@@ -23,14 +23,15 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import httpx
 import trio
 
-from . import _activity, _reaper
+from . import _activity, _hub_api, _reaper
 from ._activity import ActivityTracker
 from ._applog import LogTail
 from ._appgate import Gateway
-from ._auth import make_authenticator
+from ._auth import Authenticator, NoAuth
+from ._hub_api import HubAPI
+from ._oauth import HubOAuth
 from ._child import AppFailed, AppState, Supervisor
 from ._front import Front
 from ._routing import Router
@@ -61,23 +62,39 @@ async def run(settings: Settings) -> int:
     tracker = ActivityTracker()
     gateway = Gateway(settings.proxy, state, pool, tracker)
     supervisor = Supervisor(settings.child, state, on_ready=pool.reset)
-    front = Front(gateway, make_authenticator(settings.hub), make_app(settings), Router.for_prefix(settings.proxy.prefix))
     budget = settings.server.shutdown_timeout_s
     subreaper = _reaper.become_subreaper()
     _warn_unimplemented(settings)
     if os.getpid() == 1:
         logger.info("running as PID 1: handling signals and reaping orphans")
 
+    try:
+        client = _hub_api.open_client(settings.hub)
+    except _hub_api.HubSetupError as exc:
+        logger.error("%s", exc)
+        return EXIT_SERVER_FAILED
     server_error: ServerError | None = None
-    async with httpx.AsyncClient(trust_env=False) as hub_client:
+    async with client as hub_client:
+        hub = HubAPI(settings.hub, hub_client)
+        auth = _authenticator(settings, hub, gateway)
+        front = Front(
+            gateway,
+            auth,
+            make_app(settings, auth),
+            Router.for_prefix(settings.proxy.prefix),
+            hub_version=lambda: hub.version,
+            hold_probe_s=settings.hub.ready_timeout_s,
+        )
         try:
             async with trio.open_nursery() as root:
                 app_done, server_done = trio.Event(), trio.Event()
+                if settings.hub.api_token:
+                    root.start_soon(hub.learn_version)
                 root.start_soon(_watch_signals, shutdown, budget)
                 if subreaper or os.getpid() == 1:
                     root.start_soon(_reaper.reap_forever, lambda: supervisor.pid)
                 await root.start(_supervise, supervisor, shutdown, budget, app_done)
-                root.start_soon(_activity.report_activity, tracker, settings.activity, settings.hub, hub_client)
+                root.start_soon(_activity.report_activity, tracker, settings.activity, settings.hub, hub)
                 urls = await root.start(_serve, front, settings, shutdown, server_done)
                 logger.info(
                     "trioproxy %s listening on %s, prefix %s, auth %s",
@@ -110,6 +127,22 @@ async def run(settings: Settings) -> int:
         return EXIT_SERVER_FAILED
     logger.info("shutdown: done, exit code %d (+%.0f ms)", shutdown.exit_code, shutdown.elapsed_ms())
     return shutdown.exit_code
+
+
+def _authenticator(settings: Settings, hub: HubAPI, gateway: Gateway) -> Authenticator:
+    if settings.hub.authtype == "none":
+        return NoAuth()
+    h = settings.hub
+    missing = [name for name, value in (("JUPYTERHUB_API_TOKEN", h.api_token), ("JUPYTERHUB_CLIENT_ID", h.client_id))
+               if not value]
+    if missing:
+        logger.warning("--authtype oauth without %s: logins will fail at the Hub", " and ".join(missing))
+    if h.cookie_secret_source == "random":
+        logger.info("login cookies are sealed with a random secret: users log in again after a restart "
+                    "(--cookie-secret-file keeps them)")
+    else:
+        logger.info("login cookies are sealed with the secret from %s", h.cookie_secret_source)
+    return HubOAuth(h, settings.proxy, hub, app_uses_xsrf=lambda: gateway.app_uses_xsrf)
 
 
 def _warn_unimplemented(settings: Settings) -> None:

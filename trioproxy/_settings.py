@@ -60,6 +60,30 @@ UPSTREAM_POOL_IDLE_MAX = 64
 MAX_HEADER_BYTES = 64 * 2**10
 #: Idle client keep-alive, in seconds.
 KEEP_ALIVE_S = 75.0
+#: How long a token the Hub vouched for (or refused) is believed without
+#: asking again, in seconds: a revoked token stops working within this time.
+DEFAULT_AUTH_CACHE_TTL_S = 30.0
+#: Token lookups remembered at most (least recently used go first).
+AUTH_CACHE_ENTRIES = 4096
+#: While the app starts, the Hub's readiness probe on {prefix}api gets 503 for
+#: at most this long after trioproxy starts, in seconds: below the Spawner's
+#: default http_timeout (30 s), so the Hub never gives up on a slow app; after
+#: it the probe passes and users see trioproxy's own "starting" page.
+DEFAULT_HUB_READY_TIMEOUT_S = 20.0
+#: One call to the Hub API may take this long in all, and this long to connect, in seconds.
+HUB_API_TIMEOUT_S = 10.0
+HUB_API_CONNECT_TIMEOUT_S = 5.0
+#: A login must come back from the Hub within this time, in seconds (the Hub's own limit).
+OAUTH_STATE_MAX_AGE_S = 600
+#: At most this many logins in progress per browser (one state cookie each).
+OAUTH_STATE_COOKIES_MAX = 8
+#: Lifetime of the login cookie when the Hub does not say how long its token lives, in seconds.
+LOGIN_COOKIE_MAX_AGE_S = 30 * 24 * 3600
+#: Bytes of randomness in a cookie secret trioproxy makes itself; a configured one must have at least MIN.
+COOKIE_SECRET_BYTES = 32
+COOKIE_SECRET_MIN_BYTES = 16
+#: Environment variable that may hold the cookie secret (hex, or any text).
+COOKIE_SECRET_ENV = "TRIOPROXY_COOKIE_SECRET"
 
 
 class SettingsError(ValueError):
@@ -176,6 +200,34 @@ class HubSettings:
     cookie_options: Mapping[str, Any]
     cookie_host_prefix: bool
     public_url: str
+    #: Internal SSL: client certificate and the CA to trust for Hub API calls.
+    ssl_keyfile: str = ""
+    ssl_certfile: str = ""
+    ssl_client_ca: str = ""
+    #: ?token= accepted on plain HTTP requests too (JUPYTERHUB_ALLOW_TOKEN_IN_URL=1);
+    #: it is always accepted on websocket handshakes.
+    allow_token_in_url: bool = False
+    #: Key material of the login and state cookies, and where it came from.
+    cookie_secret: bytes = field(default=b"", repr=False)
+    cookie_secret_source: str = "random"
+    auth_cache_ttl_s: float = DEFAULT_AUTH_CACHE_TTL_S
+    auth_cache_entries: int = AUTH_CACHE_ENTRIES
+    ready_timeout_s: float = DEFAULT_HUB_READY_TIMEOUT_S
+    api_timeout_s: float = HUB_API_TIMEOUT_S
+    api_connect_timeout_s: float = HUB_API_CONNECT_TIMEOUT_S
+    state_max_age_s: int = OAUTH_STATE_MAX_AGE_S
+    state_cookies_max: int = OAUTH_STATE_COOKIES_MAX
+    login_cookie_max_age_s: int = LOGIN_COOKIE_MAX_AGE_S
+
+    @property
+    def hub_prefix(self) -> str:
+        """``{base_url}hub/``: where the Hub's pages and API live."""
+        return self.base_url + "hub/"
+
+    @property
+    def cookie_name(self) -> str:
+        """The login cookie: named after the OAuth client, ``__Host-`` prefixed when the Hub says so."""
+        return ("__Host-" if self.cookie_host_prefix else "") + self.client_id
 
 
 @dataclass(frozen=True)
@@ -248,6 +300,37 @@ def _json_env(environ: Mapping[str, str], name: str, kind: type) -> Any:
     return value
 
 
+def _flag_env(environ: Mapping[str, str], name: str) -> bool:
+    return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cookie_secret(path: str, environ: Mapping[str, str]) -> tuple[bytes, str]:
+    """The cookie secret and where it came from: ``--cookie-secret-file``, then
+    ``$TRIOPROXY_COOKIE_SECRET``, else random (logins end when trioproxy restarts).
+
+    Hex text is decoded; any other text is used as it is.
+    """
+    if path:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read().strip()
+        except OSError as exc:
+            raise SettingsError("--cookie-secret-file", f"cannot read {path!r}: {exc.strerror or exc}") from None
+        source, where = raw, f"--cookie-secret-file {path}"
+    elif environ.get(COOKIE_SECRET_ENV, "").strip():
+        source, where = environ[COOKIE_SECRET_ENV].strip().encode(), COOKIE_SECRET_ENV
+    else:
+        return os.urandom(COOKIE_SECRET_BYTES), "random"
+    try:
+        secret = bytes.fromhex(source.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        secret = source
+    if len(secret) < COOKIE_SECRET_MIN_BYTES:
+        name = "--cookie-secret-file" if path else COOKIE_SECRET_ENV
+        raise SettingsError(name, f"the cookie secret must have at least {COOKIE_SECRET_MIN_BYTES} bytes")
+    return secret, where
+
+
 def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | None = None) -> Settings:
     """Build :class:`Settings` from parsed CLI options and the environment.
 
@@ -306,7 +389,8 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         destport=destport,
         base_url=prefix,
         presentation_path=presentation,
-        env=env,
+        # The app inherits the environment, minus the secret that seals login cookies.
+        env={k: v for k, v in env.items() if k != COOKIE_SECRET_ENV},
         ready_check_path=ready_path,
         ready_timeout_s=float(options["ready_timeout"]),
         probe_timeout_s=float(probe_timeout) if probe_timeout > 0 else None,
@@ -348,6 +432,10 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
     )
     if not scopes and env.get("JUPYTERHUB_SERVICE_NAME"):
         scopes = [f"access:services!service={env['JUPYTERHUB_SERVICE_NAME']}"]
+    for name in ("auth_cache_ttl", "hub_ready_timeout"):
+        if options.get(name, 0) < 0:
+            raise SettingsError("--" + name.replace("_", "-"), "must not be negative")
+    secret, secret_source = cookie_secret(options.get("cookie_secret_file") or "", env)
     base_url = env.get("JUPYTERHUB_BASE_URL", "") or "/"
     if not base_url.endswith("/"):
         base_url += "/"
@@ -370,6 +458,14 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         cookie_options=_json_env(env, "JUPYTERHUB_COOKIE_OPTIONS", dict),
         cookie_host_prefix=env.get("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED", "") in ("1", "true", "True"),
         public_url=env.get("JUPYTERHUB_PUBLIC_URL", ""),
+        ssl_keyfile=ssl_files["JUPYTERHUB_SSL_KEYFILE"],
+        ssl_certfile=ssl_files["JUPYTERHUB_SSL_CERTFILE"],
+        ssl_client_ca=ssl_files["JUPYTERHUB_SSL_CLIENT_CA"],
+        allow_token_in_url=_flag_env(env, "JUPYTERHUB_ALLOW_TOKEN_IN_URL"),
+        cookie_secret=secret,
+        cookie_secret_source=secret_source,
+        auth_cache_ttl_s=float(options.get("auth_cache_ttl", DEFAULT_AUTH_CACHE_TTL_S)),
+        ready_timeout_s=float(options.get("hub_ready_timeout", DEFAULT_HUB_READY_TIMEOUT_S)),
     )
     activity = ActivitySettings(
         interval_s=float(options["last_activity_interval"]),

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
 
 from . import _pages
+from ._auth import Authenticator
 from ._settings import Settings
 
 
-def make_app(settings: Settings) -> QuartTrio:
+def make_app(settings: Settings, auth: Authenticator) -> QuartTrio:
     app = QuartTrio("trioproxy")
     # Quart's defaults would cut long responses (60 s) and bodies (16 MB) and
     # answer OPTIONS itself; none of that may touch what passes through here.
@@ -32,13 +33,10 @@ def make_app(settings: Settings) -> QuartTrio:
 
     @app.route(f"{prefix}/oauth_callback", methods=["GET"])
     async def oauth_callback() -> Any:
-        body = _pages.render(
-            "400: No login in progress",
-            ["This server does not use JupyterHub login (--authtype none)."]
-            if settings.hub.authtype == "none"
-            else ["JupyterHub login is not available in this trioproxy version."],
-        )
-        return Response(body, status=400, content_type="text/html; charset=utf-8")
+        reply = await auth.callback(request.scope)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in reply.headers]
+        headers.append(("Cache-Control", "no-store"))
+        return Response(reply.body, status=reply.status, headers=headers, content_type="text/html; charset=utf-8")
 
     @app.errorhandler(404)
     async def not_found(_error: Exception) -> Any:

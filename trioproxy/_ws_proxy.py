@@ -25,6 +25,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 
 from . import _headers, _pages
 from ._appgate import Gateway
+from ._auth import Passage
 from ._pages import Send
 
 logger = logging.getLogger(__name__)
@@ -58,10 +59,9 @@ async def bridge(
     scope: dict[str, Any],
     receive: Receive,
     send: Send,
-    target: bytes,
-    drop_headers: frozenset[bytes] = frozenset(),
+    passage: Passage,
 ) -> None:
-    """Proxy one websocket; ``target`` is the request-target for the app."""
+    """Proxy one websocket as ``passage`` says (its target has the prefix stripped)."""
     first = await receive()
     if first["type"] != "websocket.connect":
         return
@@ -69,9 +69,9 @@ async def bridge(
     if address is None:
         return
     gw.tracker.touch()
-    headers = _headers.upstream_websocket(
-        scope["headers"], **_headers.peer(scope), prefix=gw.settings.prefix, drop=drop_headers
-    )
+    headers = _headers.upstream_websocket(passage.headers, **_headers.peer(scope), prefix=gw.settings.prefix)
+    headers += passage.add
+    target = passage.target
     host = _headers.get(scope["headers"], b"host")
     host_str = host.decode("latin-1") if host else f"localhost:{address[1]}"
     resource = target.decode("latin-1")

@@ -1,0 +1,175 @@
+"""The Hub's REST API, as trioproxy uses it: who owns a token, code for token, activity.
+
+One ``httpx.AsyncClient`` for the process, made by :func:`open_client`: no
+cookie jar (a Hub answer must never leak into another call), no proxy
+variables from the environment (``HTTP_PROXY`` must not capture the Hub on
+loopback), bounded timeouts, and with internal SSL the server's client
+certificate and the Hub's CA. Errors are translated here, once: callers see
+:class:`HubUnavailable` (the Hub could not be asked) or a plain answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.cookiejar
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import trio
+
+from ._settings import HubSettings
+
+logger = logging.getLogger(__name__)
+
+
+class HubUnavailable(Exception):
+    """The Hub API could not answer (down, slow, 5xx); the message says which, without secrets."""
+
+
+class HubRefused(Exception):
+    """The Hub answered a request with a 4xx that is not "unknown token" (the message has its reason)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HubSetupError(Exception):
+    """The client for the Hub cannot be made (unreadable TLS files)."""
+
+
+def ssl_context(hub: HubSettings) -> ssl.SSLContext | None:
+    """With internal SSL: verify the Hub against its CA and present our certificate."""
+    if not (hub.ssl_certfile and hub.ssl_keyfile):
+        return None
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=hub.ssl_client_ca or None)
+        ctx.load_cert_chain(hub.ssl_certfile, hub.ssl_keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise HubSetupError(f"cannot load the TLS files for calls to the Hub: {exc}") from None
+    return ctx
+
+
+def open_client(hub: HubSettings) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
+    """The client, as an async context manager. Raises :class:`HubSetupError` at once for bad TLS files."""
+    return _client(hub, ssl_context(hub) or True)
+
+
+@contextlib.asynccontextmanager
+async def _client(hub: HubSettings, verify: Any) -> AsyncIterator[httpx.AsyncClient]:
+    jar = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    async with httpx.AsyncClient(
+        trust_env=False,
+        cookies=jar,
+        verify=verify,
+        timeout=httpx.Timeout(hub.api_timeout_s, connect=hub.api_connect_timeout_s),
+        follow_redirects=False,
+    ) as client:
+        yield client
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, trio.TooSlowError | httpx.TimeoutException):
+        return "it did not answer in time"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class HubAPI:
+    """Calls to ``$JUPYTERHUB_API_URL``; learns the Hub's version from its answers."""
+
+    def __init__(self, hub: HubSettings, client: httpx.AsyncClient) -> None:
+        self.hub = hub
+        self.client = client
+        #: The Hub's version (from its X-JupyterHub-Version header), once known.
+        self.version: str | None = None
+
+    async def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        url = self.hub.api_url + path
+        try:
+            with trio.fail_after(self.hub.api_timeout_s):
+                resp = await self.client.request(method, url, **kw)
+        except (httpx.HTTPError, trio.TooSlowError, OSError, ssl.SSLError) as exc:
+            raise HubUnavailable(f"the Hub API at {self.hub.api_url} cannot be reached: {_why(exc)}") from None
+        version = resp.headers.get("x-jupyterhub-version")
+        if version:
+            self.version = version
+        if resp.status_code >= 500:
+            raise HubUnavailable(f"the Hub API answered {resp.status_code} to {method} {path}")
+        return resp
+
+    async def learn_version(self) -> None:
+        """Ask the Hub's API root for its version (no token needed); quiet on failure."""
+        try:
+            resp = await self._call("GET", "/")
+        except HubUnavailable as exc:
+            logger.debug("Hub version unknown: %s", exc)
+            return
+        if self.version is None and resp.status_code == 200:
+            try:
+                self.version = str(resp.json().get("version") or "") or None
+            except ValueError:
+                pass
+
+    async def user_for_token(self, token: str) -> dict[str, Any] | None:
+        """The Hub's model of the token's owner (with its ``scopes``), or None for a token it does not honour."""
+        resp = await self._call("GET", "/user", headers={"Authorization": f"token {token}"})
+        if resp.status_code in (401, 403, 404):
+            return None
+        if resp.status_code != 200:
+            raise HubRefused(resp.status_code, f"the Hub answered {resp.status_code} to GET /user")
+        try:
+            model = resp.json()
+        except ValueError:
+            raise HubUnavailable("the Hub's answer to GET /user is not JSON") from None
+        if not isinstance(model, dict) or not model.get("name"):
+            raise HubUnavailable("the Hub's answer to GET /user has no name")
+        return model
+
+    async def token_for_code(self, code: str, redirect_uri: str, code_verifier: str) -> tuple[str, int | None]:
+        """Exchange an OAuth code: ``(access_token, expires_in or None)``.
+
+        The server's API token is the client secret (sent in the form, and as
+        the Authorization header, as the Hub's own clients do).
+        """
+        form = {
+            "client_id": self.hub.client_id,
+            "client_secret": self.hub.api_token,
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": code_verifier,
+        }
+        resp = await self._call(
+            "POST", "/oauth2/token", data=form, headers={"Authorization": f"token {self.hub.api_token}"}
+        )
+        try:
+            reply = resp.json()
+        except ValueError:
+            reply = {}
+        if resp.status_code != 200 or not isinstance(reply, dict) or not reply.get("access_token"):
+            detail = reply.get("error_description") or reply.get("error") if isinstance(reply, dict) else None
+            raise HubRefused(resp.status_code, f"the Hub refused the login code ({resp.status_code}"
+                             + (f": {detail})" if detail else ")"))
+        expires = reply.get("expires_in")
+        return str(reply["access_token"]), int(expires) if isinstance(expires, int | float) and expires > 0 else None
+
+    async def post_activity(self, body: dict[str, Any]) -> httpx.Response:
+        """POST ``$JUPYTERHUB_ACTIVITY_URL`` (a full URL, usually under the API)."""
+        try:
+            with trio.fail_after(self.hub.api_timeout_s):
+                resp = await self.client.post(
+                    self.hub.activity_url, json=body, headers={"Authorization": f"token {self.hub.api_token}"}
+                )
+        except (httpx.HTTPError, trio.TooSlowError, OSError, ssl.SSLError) as exc:
+            raise HubUnavailable(f"the Hub cannot be reached for activity: {_why(exc)}") from None
+        version = resp.headers.get("x-jupyterhub-version")
+        if version:
+            self.version = version
+        if resp.status_code >= 500:
+            raise HubUnavailable(f"the Hub answered {resp.status_code} to the activity report")
+        return resp
