@@ -136,7 +136,7 @@ class HubOAuth:
                 owner=self.hub.user,
                 owner_groups=groups if name == self.hub.user else frozenset(),
             )
-            return _scopes.intersects(model.get("scopes") or (), self.hub.access_scopes, who)
+            return _scopes.grants(model.get("scopes") or (), self.hub.access_scopes, who)
         return False
 
     # --- cookies ---------------------------------------------------------------------
@@ -243,8 +243,6 @@ class HubOAuth:
 
     def _is_navigation(self, scope: dict[str, Any], headers: Sequence[tuple[bytes, bytes]], method: str) -> bool:
         if scope["type"] != "http" or method not in ("GET", "HEAD"):
-            return False
-        if _headers.get(headers, b"authorization") is not None:
             return False
         mode = _headers.get(headers, b"sec-fetch-mode")
         if mode is not None and mode.lower() not in (b"navigate", b"nested-navigate"):

@@ -2,14 +2,20 @@
 
 Pure. Scopes look like ``access:servers``, ``access:servers!user=dan`` or
 ``access:servers!server=dan/dash``: a base, optionally restricted by one
-filter (``user``, ``server``, ``group``, ``service``). Two lists intersect
-when they share a base and their filters overlap, with the Hub's hierarchy
-(``user=dan`` covers ``server=dan/x``; an unfiltered scope covers all).
+filter (``user``, ``server``, ``group``, ``service``). A held scope grants a
+required one when it has the same base and is at least as broad: unfiltered
+grants everything; ``user=dan`` grants ``user=dan`` and ``server=dan/x``;
+``server=dan/x`` grants only ``server=dan/x``; ``group=g`` grants what its
+members' ``user=`` would.
 
-Group filters need to know who is in which group. The Hub's own single-user
-servers resolve them without a database, i.e. not at all; trioproxy knows
-the groups of the requesting user (from the Hub's user model), and of the
-owner when the requester is the owner, and uses what it knows.
+This is stricter than the Hub's own single-user servers, which admit on any
+*overlap*: there ``access:servers!server=dan/other`` (one shared named
+server) overlaps the ``access:servers!user=dan`` every server requires, and so
+opens all of dan's servers to API tokens. Here it opens only dan/other.
+
+Group filters need to know who is in which group. trioproxy knows the groups
+of the requesting user (from the Hub's user model), and of the owner when the
+requester is the owner, and uses what it knows.
 """
 
 from __future__ import annotations
@@ -60,38 +66,31 @@ class Who:
         return frozenset()
 
 
-def _covers(have: Mapping[str, set[str]], need: Mapping[str, set[str]], who: Who) -> bool:
-    """Does a filter set ``have`` overlap the filter set ``need`` (one base, both restricted)?"""
+def _grants(have: Mapping[str, set[str]], need: Mapping[str, set[str]], who: Who) -> bool:
+    """Does the filter set ``have`` grant at least one filter of ``need`` (one base, both restricted)?"""
     for kind in have.keys() & need.keys():
         if have[kind] & need[kind]:
             return True
-    have_users = have.get("user", set())
-    need_users = need.get("user", set())
-    # user=U on one side covers server=U/x on the other.
-    for server in need.get("server", set()):
-        if server.partition("/")[0] in have_users:
-            return True
-    for server in have.get("server", set()):
-        if server.partition("/")[0] in need_users:
-            return True
-    # group=G covers the users (and their servers) in G, where membership is known.
-    for groups, other in ((have.get("group", set()), need), (need.get("group", set()), have)):
-        if not groups:
-            continue
-        names = set(other.get("user", set())) | {s.partition("/")[0] for s in other.get("server", set())}
-        if any(who.groups_of(name) & groups for name in names):
-            return True
+    # Users named (directly or as owners of servers) by the requirement.
+    needed_users = set(need.get("user", set())) | {s.partition("/")[0] for s in need.get("server", set())}
+    # user=U grants server=U/x.
+    if have.get("user", set()) & {s.partition("/")[0] for s in need.get("server", set())}:
+        return True
+    # group=G grants what user=U would, for the members U we know of.
+    groups = have.get("group", set())
+    if groups and any(who.groups_of(name) & groups for name in needed_users):
+        return True
     return False
 
 
-def intersects(have: Iterable[str], need: Iterable[str], who: Who = Who()) -> bool:
+def grants(have: Iterable[str], need: Iterable[str], who: Who = Who()) -> bool:
     """True when the scopes ``have`` grant at least one of the scopes ``need``."""
     held = parse(have)
     required = parse(need)
     for base in held.keys() & required.keys():
         h, n = held[base], required[base]
-        if h is ALL or n is ALL:
+        if h is ALL:
             return True
-        if _covers(h, n, who):
+        if n is not ALL and _grants(h, n, who):
             return True
     return False

@@ -14,6 +14,7 @@ HTTP routes (matched on the decoded ``scope["path"]``):
 
     /status/NNN       status NNN (200-599), body "status NNN" (none for 204/304)
     /cookies          three separate set-cookie headers
+    /setcookie?n=v    one set-cookie per query pair
     /gzip             gzip-encoded text body with content-encoding: gzip
     /hopbyhop         hop-by-hop response headers (connection, keep-alive)
     /sse              text/event-stream, ?n=N&interval=S
@@ -37,6 +38,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import urllib.parse
 import os
 import signal
 import subprocess
@@ -275,6 +277,12 @@ async def http_app(scope, receive, send, prefix):
             (b"set-cookie", b"c=3; Path=/; HttpOnly"),
         ]
         await respond(send, 200, headers, b"cookies", head=head)
+    elif path == "/setcookie":
+        # /setcookie?NAME=VALUE&...: one Set-Cookie (Path=/) per pair.
+        pairs = urllib.parse.parse_qsl(scope["query_string"].decode("latin-1"))
+        headers = [(b"content-type", b"text/plain")]
+        headers += [(b"set-cookie", f"{k}={v}; Path=/".encode("latin-1")) for k, v in pairs]
+        await respond(send, 200, headers, b"set", head=head)
     elif path == "/gzip":
         headers = [(b"content-type", b"text/plain"), (b"content-encoding", b"gzip")]
         await respond(send, 200, headers, GZIP_BODY, head=head)
