@@ -1,0 +1,45 @@
+"""Websocket echo: one connection many messages, many connections a few messages each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks import clients
+from benchmarks.columns import Target
+from benchmarks.profiles import Profile
+from benchmarks.scenarios import Context, Meter, Metric, percentile
+
+
+class Echo:
+    def __init__(self, name: str, which: str) -> None:
+        self.name, self.which = name, which
+
+    def spec(self, profile: Profile) -> tuple[int, int]:
+        return profile.ws_one if self.which == "one" else profile.ws_many
+
+    def metrics(self, profile: Profile) -> list[Metric]:
+        conns, msgs = self.spec(profile)
+        what = f"websocket echo {conns}×{msgs:,} ({profile.ws_size} B)"
+        k = self.name
+        return [
+            Metric(f"{k}_msgs", f"{what}: messages/s", "msg/s", True),
+            Metric(f"{k}_p50", f"{what}: round trip p50", "ms", False),
+            Metric(f"{k}_p99", f"{what}: round trip p99", "ms", False),
+            Metric(f"{k}_cpu", f"{what}: proxy CPU per message", "µs", False),
+            Metric(f"{k}_busy", f"{what}: proxy core busy", "%", None, "limits"),
+        ]
+
+    async def run(self, ctx: Context, target: Target) -> dict[str, Any]:
+        conns, msgs = self.spec(ctx.profile)
+        sockets = await clients.ws_open(target.port, target.path("/ws"), conns)
+        try:
+            with Meter(target) as meter:
+                run = await clients.ws_echo(sockets, msgs=msgs, size=ctx.profile.ws_size,
+                                            timeout=ctx.profile.scenario_timeout)
+        finally:
+            for ws in sockets:
+                ws.abort()
+        k = self.name
+        return {f"{k}_msgs": run.messages / run.seconds, f"{k}_p50": percentile(run.rtts, 0.5) * 1e3,
+                f"{k}_p99": percentile(run.rtts, 0.99) * 1e3, f"{k}_cpu": meter.per(run.messages, 1e6),
+                f"{k}_busy": meter.busy}
