@@ -22,6 +22,8 @@ def test_passage_strips_spoofed_user_info_and_adds_ours():
 def test_browser_scheme():
     assert _auth.browser_scheme(H, "http", "https://hub.example.org/") == "https"
     assert _auth.browser_scheme(H + [(b"x-forwarded-proto", b"https, http")], "http") == "https"
+    assert _auth.browser_scheme(H + [(b"x-forwarded-proto", b"ws")], "https") == "http"
+    assert _auth.browser_scheme(H + [(b"x-forwarded-proto", b"wss")], "http") == "https"
     assert _auth.browser_scheme(H, "https") == "https"
     assert _auth.browser_scheme(H, "http") == "http"
 

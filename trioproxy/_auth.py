@@ -101,7 +101,9 @@ def browser_scheme(headers: Sequence[tuple[bytes, bytes]], scheme: str, public_u
     """The scheme the browser used: the Hub's public URL, else X-Forwarded-Proto, else this hop's."""
     if public_url:
         return "https" if public_url.lower().startswith("https:") else "http"
-    forwarded = _first(_headers.get(headers, b"x-forwarded-proto"))
+    forwarded = (_first(_headers.get(headers, b"x-forwarded-proto")) or "").lower()
+    # Proxies name a websocket's scheme ws/wss (configurable-http-proxy does): the page's is http/https.
+    forwarded = {"ws": "http", "wss": "https"}.get(forwarded, forwarded)
     if forwarded in ("http", "https"):
         return forwarded
     return "https" if scheme in ("https", "wss") else "http"
