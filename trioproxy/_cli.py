@@ -123,6 +123,10 @@ def _command(**options: Any) -> dict[str, Any]:
     proxying HTTP and websockets, as a JupyterHub single-user server.
 
     Example: trioproxy --authtype none -- python3 -m http.server {port}
+
+    `trioproxy doctor [OPTIONS]` checks the JupyterHub environment instead (variables, API token and
+    its scopes, TLS files, bind address, proxy variables) and says what to fix; exit code 1 on a problem.
+    (To run an app called "doctor", write `trioproxy -- doctor`.)
     """
     return options
 
@@ -161,6 +165,10 @@ def _configure_logging(debug: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: exits with the code of :func:`trioproxy._run.run`."""
     args = list(sys.argv[1:] if argv is None else argv)
+    doctor = bool(args) and args[0] == "doctor"
+    if doctor:
+        # `trioproxy doctor [OPTIONS]`: the same options; the app's command is optional.
+        args = args[1:] if "--" in args[1:] else [*args[1:], "--", "true"]
     try:
         settings = parse(args, os.environ)
     except click.exceptions.Exit as exc:
@@ -169,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     _configure_logging(settings.debug)
+    if doctor:
+        from . import _doctor
+
+        sys.exit(_doctor.run(settings, os.environ))
 
     from ._run import run_main
 

@@ -102,18 +102,21 @@ class HubAPI:
             raise HubUnavailable(f"the Hub API answered {resp.status_code} to {method} {path}")
         return resp
 
-    async def learn_version(self) -> None:
-        """Ask the Hub's API root for its version (no token needed); quiet on failure."""
-        try:
-            resp = await self._call("GET", "/")
-        except HubUnavailable as exc:
-            logger.debug("Hub version unknown: %s", exc)
-            return
+    async def call_root(self) -> None:
+        """``GET {api}/`` (no token needed): learns the Hub's version. Raises :class:`HubUnavailable`."""
+        resp = await self._call("GET", "/")
         if self.version is None and resp.status_code == 200:
             try:
                 self.version = str(resp.json().get("version") or "") or None
-            except ValueError:
+            except (ValueError, AttributeError):
                 pass
+
+    async def learn_version(self) -> None:
+        """:meth:`call_root`, quiet on failure."""
+        try:
+            await self.call_root()
+        except HubUnavailable as exc:
+            logger.debug("Hub version unknown: %s", exc)
 
     async def user_for_token(self, token: str) -> dict[str, Any] | None:
         """The Hub's model of the token's owner (with its ``scopes``), or None for a token it does not honour."""
