@@ -117,6 +117,9 @@ def _opt(*decls: str, **kw: Any) -> Any:
       help="While the app starts, the Hub's readiness probe ({prefix}api) gets 503 for at most this many "
            "seconds after start, so users wait on the Hub's progress page. Keep it below the Spawner's "
            "http_timeout (30 s by default); 0 answers the probe at once.")
+@_opt("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+      help="text: one readable line per event, the app's lines tagged [stdout]/[stderr]. "
+           "json: one JSON object per line (time, level, logger, message; stream for the app's lines).")
 @click.version_option(__version__, "--version", prog_name="trioproxy")
 def _command(**options: Any) -> dict[str, Any]:
     """Run COMMAND (a web app that listens on {port}) and serve it under $JUPYTERHUB_SERVICE_PREFIX,
@@ -147,19 +150,46 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], cwd: str | None = Non
         raise click.UsageError(str(exc), ctx=ctx) from None
 
 
-def _configure_logging(debug: bool) -> None:
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message; the app's
+    lines are logged by ``trioproxy.app`` with their stream in ``stream``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime
+        import json
+
+        entry: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(
+                timespec="milliseconds"
+            ).replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        if record.name == "trioproxy.app" and isinstance(record.args, tuple) and len(record.args) == 2:
+            entry["stream"], entry["message"] = record.args
+        else:
+            entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _configure_logging(debug: bool, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("[%(levelname).1s %(asctime)s.%(msecs)03d %(name)s] %(message)s", "%Y-%m-%d %H:%M:%S")
-    )
+    if log_format == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("[%(levelname).1s %(asctime)s.%(msecs)03d %(name)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     # Hypercorn's own access and error logs are noise next to ours.
     logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
-    if not debug:
-        for noisy in ("trio-websocket", "hpack", "httpx", "httpcore"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Library chatter (httpx logs every Hub API call) stays out even with --debug.
+    for noisy in ("trio-websocket", "hpack", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -176,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    _configure_logging(settings.debug)
+    _configure_logging(settings.debug, settings.log_format)
     if doctor:
         from . import _doctor
 

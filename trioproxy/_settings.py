@@ -250,6 +250,7 @@ class Settings:
     hub: HubSettings
     activity: ActivitySettings
     debug: bool
+    log_format: str = "text"
 
 
 # --- pure helpers ---------------------------------------------------------------
@@ -478,4 +479,5 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         hub=hub,
         activity=activity,
         debug=bool(options["debug"]),
+        log_format=options.get("log_format") or "text",
     )
