@@ -37,3 +37,10 @@ def test_root_prefix_forwards_everything():
 
 def test_oauth_callback_is_internal():
     assert Router.for_prefix("/user/dan").route("GET", b"/user/dan/oauth_callback", b"x") == Internal(b"/oauth_callback")
+
+
+def test_ops_endpoints_are_outside_every_prefix():
+    for prefix in ("/user/dan", ""):
+        r = Router.for_prefix(prefix)
+        assert r.route("GET", b"/_trioproxy/live", b"") == Internal(b"/_trioproxy/live")
+    assert Router.for_prefix("/user/dan").route("GET", b"/user/dan/_trioproxy/live", b"") == Forward(b"/_trioproxy/live")

@@ -12,6 +12,10 @@ from urllib.parse import quote
 
 #: Paths under the prefix that trioproxy answers itself (not the app).
 OAUTH_CALLBACK = b"/oauth_callback"
+#: trioproxy's own endpoints outside the prefix (health, metrics): reachable on the
+#: pod's port by Kubernetes probes and scrapers, never through the Hub's proxy,
+#: which routes only the prefix here. Reserved even when the prefix is '/'.
+OPS = b"/_trioproxy/"
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class Router:
         return cls(p) if internal is None else cls(p, internal)
 
     def route(self, method: str, raw_path: bytes, query: bytes) -> Route:
+        if raw_path.startswith(OPS):
+            return Internal(raw_path)
         prefix = self.prefix
         qs = b"?" + query if query else b""
         if raw_path.startswith(prefix):

@@ -80,7 +80,7 @@ async def run(settings: Settings) -> int:
         front = Front(
             gateway,
             auth,
-            make_app(settings, auth),
+            make_app(settings, auth, state),
             Router.for_prefix(settings.proxy.prefix),
             hub_version=lambda: hub.version,
             hold_probe_s=settings.hub.ready_timeout_s,

@@ -16,10 +16,11 @@ from quart_trio import QuartTrio
 
 from . import _pages
 from ._auth import Authenticator
+from ._child import AppState, Status
 from ._settings import Settings
 
 
-def make_app(settings: Settings, auth: Authenticator) -> QuartTrio:
+def make_app(settings: Settings, auth: Authenticator, state: AppState) -> QuartTrio:
     app = QuartTrio("trioproxy")
     # Quart's defaults would cut long responses (60 s) and bodies (16 MB) and
     # answer OPTIONS itself; none of that may touch what passes through here.
@@ -37,6 +38,19 @@ def make_app(settings: Settings, auth: Authenticator) -> QuartTrio:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in reply.headers]
         headers.append(("Cache-Control", "no-store"))
         return Response(reply.body, status=reply.status, headers=headers, content_type="text/html; charset=utf-8")
+
+    @app.route("/_trioproxy/live", methods=["GET", "HEAD"])
+    async def live() -> Any:
+        """Liveness: trioproxy serves (no login; says nothing else)."""
+        return Response("ok\n", status=200, content_type="text/plain; charset=utf-8",
+                        headers={"Cache-Control": "no-store"})
+
+    @app.route("/_trioproxy/ready", methods=["GET", "HEAD"])
+    async def ready() -> Any:
+        """Readiness: the app answers (no login; says only ready or not)."""
+        is_ready = state.status is Status.READY
+        return Response("ready\n" if is_ready else "not ready\n", status=200 if is_ready else 503,
+                        content_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"})
 
     @app.errorhandler(404)
     async def not_found(_error: Exception) -> Any:
