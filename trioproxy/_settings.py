@@ -119,6 +119,10 @@ class ChildSettings:
     repo: str
     repobranch: str
     repofolder: str
+    #: Clone depth for --repo ($NBGITPULLER_DEPTH, as the reference; 0 or less: full history).
+    git_depth: int = 1
+    #: The conda executable for --conda-env ($CONDA_EXE, else `conda` on PATH).
+    conda_exe: str = "conda"
     backoff_first_s: float = RESTART_BACKOFF_FIRST_S
     backoff_max_s: float = RESTART_BACKOFF_MAX_S
     reset_after_s: float = RESTART_RESET_AFTER_S
@@ -301,6 +305,16 @@ def _json_env(environ: Mapping[str, str], name: str, kind: type) -> Any:
     return value
 
 
+def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be an integer, not {raw!r}") from None
+
+
 def _flag_env(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -402,6 +416,8 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         repo=options["repo"] or "",
         repobranch=options["repobranch"] or "master",
         repofolder=options["repofolder"] or ".",
+        git_depth=_int_env(env, "NBGITPULLER_DEPTH", 1),
+        conda_exe=env.get("CONDA_EXE", "") or "conda",
     )
     proxy = ProxySettings(
         prefix=prefix,
