@@ -98,7 +98,8 @@ async def run_proxy(
 ) -> AsyncIterator[Proxy]:
     """Run ``trioproxy --authtype none --port P ARGS`` with JUPYTERHUB_SERVICE_PREFIX=prefix.
 
-    On exit the process gets SIGKILL if still running, and is reaped.
+    On exit the process gets SIGTERM (so it stops its app), SIGKILL if still running 5 s
+    later, and is reaped.
     """
     port = port or free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
@@ -118,6 +119,12 @@ async def run_proxy(
             yield proxy
         finally:
             with trio.CancelScope(shield=True):
+                # SIGTERM first, so trioproxy takes its app down with it; SIGKILL if it lingers.
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal.SIGTERM)
+                    with trio.move_on_after(5):
+                        await proc.wait()
                 if proc.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         proc.send_signal(signal.SIGKILL)

@@ -44,3 +44,10 @@ def test_ops_endpoints_are_outside_every_prefix():
         r = Router.for_prefix(prefix)
         assert r.route("GET", b"/_trioproxy/live", b"") == Internal(b"/_trioproxy/live")
     assert Router.for_prefix("/user/dan").route("GET", b"/user/dan/_trioproxy/live", b"") == Forward(b"/_trioproxy/live")
+
+
+def test_keep_prefix_forwards_the_whole_path():
+    r = Router.for_prefix("/user/dan", keep_prefix=True)
+    assert r.route("GET", b"/user/dan/app/x", b"q=1") == Forward(b"/user/dan/app/x?q=1")
+    assert r.route("GET", b"/user/dan/oauth_callback", b"") == Internal(b"/oauth_callback")
+    assert r.route("GET", b"/user/dan", b"") == Redirect(302, b"/user/dan/")

@@ -93,6 +93,9 @@ def _opt(*decls: str, **kw: Any) -> Any:
            "A copy sent by a client is always stripped.")
 @_opt("--query-user-info/--no-query-user-info", default=False,
       help="Send the same JSON as the CDSDASHBOARDS_JH_USER query argument (same conditions).")
+@_opt("--keep-prefix/--strip-prefix", default=False, show_default=True,
+      help="Forward paths with the prefix kept, for apps that serve under it themselves "
+           "(bokeh/panel serve --prefix {base_url}); by default the prefix is stripped.")
 @_opt("--progressive/--no-progressive", default=False,
       help="Accepted for compatibility: responses always stream as they arrive.")
 @_opt("--websocket-max-message-size", type=int, default=0,

@@ -57,11 +57,14 @@ class Router:
 
     prefix: bytes
     internal: frozenset[bytes] = frozenset({OAUTH_CALLBACK})
+    #: Forward the whole path, prefix included (--keep-prefix), for apps that
+    #: serve under the prefix themselves.
+    keep_prefix: bool = False
 
     @classmethod
-    def for_prefix(cls, prefix: str, internal: frozenset[bytes] | None = None) -> Router:
+    def for_prefix(cls, prefix: str, internal: frozenset[bytes] | None = None, *, keep_prefix: bool = False) -> Router:
         p = prefix_bytes(prefix)
-        return cls(p) if internal is None else cls(p, internal)
+        return cls(p, frozenset({OAUTH_CALLBACK}) if internal is None else internal, keep_prefix)
 
     def route(self, method: str, raw_path: bytes, query: bytes) -> Route:
         if raw_path.startswith(OPS):
@@ -73,7 +76,7 @@ class Router:
             if rest.startswith(b"/"):
                 if rest in self.internal:
                     return Internal(rest)
-                return Forward(rest + qs)
+                return Forward((raw_path if self.keep_prefix else rest) + qs)
             if rest == b"":
                 # The bare prefix: add the slash (a 307 keeps a POST's method and body).
                 return Redirect(_redirect_status(method, temporary=True), prefix + b"/" + qs)

@@ -81,7 +81,7 @@ async def run(settings: Settings) -> int:
             gateway,
             auth,
             make_app(settings, auth, state),
-            Router.for_prefix(settings.proxy.prefix),
+            Router.for_prefix(settings.proxy.prefix, keep_prefix=settings.proxy.keep_prefix),
             hub_version=lambda: hub.version,
             hold_probe_s=settings.hub.ready_timeout_s,
         )

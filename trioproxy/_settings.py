@@ -162,6 +162,8 @@ class ProxySettings:
     forward_user_info: bool = False
     query_user_info: bool = False
     progressive: bool = False
+    #: Forward the prefix too (the app serves under it), instead of stripping it.
+    keep_prefix: bool = False
 
 
 @dataclass(frozen=True)
@@ -426,6 +428,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         forward_user_info=bool(options["forward_user_info"]),
         query_user_info=bool(options["query_user_info"]),
         progressive=bool(options["progressive"]),
+        keep_prefix=bool(options.get("keep_prefix", False)),
     )
     ssl_files = {
         name: env.get(name, "")
