@@ -16,7 +16,7 @@ HUB4_SPEC ?= jupyterhub>=4.1,<4.2
 HUB5_SPEC ?= jupyterhub>=5.4,<6
 CHP_SPEC  ?= configurable-http-proxy@5
 
-.PHONY: demo test venv install install-test unit clean
+.PHONY: demo test venv install install-test unit fuzz clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ test: install-test
 
 unit: install-test
 	$(PY) -m pytest tests/test_settings.py tests/test_template.py tests/test_routing.py tests/test_headers.py tests/test_applog.py
+
+# The long fuzz run (the suite runs a short one)
+fuzz: install-test
+	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q tests/test_fuzz.py
 
 # Benchmarks (issue 4): make bench, make bench-quick
 -include benchmarks/bench.mk

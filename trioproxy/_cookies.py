@@ -27,13 +27,9 @@ from cryptography.fernet import Fernet, InvalidToken
 Headers = list[tuple[bytes, bytes]]
 
 
-def parse(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    """Every ``name=value`` pair of every ``Cookie`` header, in order.
-
-    A pair without ``=`` is a value with an empty name (what browsers do).
-    Values keep their quotes; nothing is unescaped.
-    """
-    pairs: list[tuple[str, str]] = []
+def _segments(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str, str]]:
+    """``(name, value, segment)`` for every ``;``-separated piece of every ``Cookie`` header."""
+    out: list[tuple[str, str, str]] = []
     for name, value in headers:
         if name != b"cookie":
             continue
@@ -44,8 +40,17 @@ def parse(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
             key, eq, val = part.partition("=")
             if not eq:
                 key, val = "", key
-            pairs.append((key.strip(), val.strip()))
-    return pairs
+            out.append((key.strip(), val.strip(), part))
+    return out
+
+
+def parse(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """Every ``name=value`` pair of every ``Cookie`` header, in order.
+
+    A pair without ``=`` is a value with an empty name (what browsers do).
+    Values keep their quotes; nothing is unescaped.
+    """
+    return [(k, v) for k, v, _ in _segments(headers)]
 
 
 def get(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None:
@@ -59,14 +64,14 @@ def get(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None:
 def without(headers: Sequence[tuple[bytes, bytes]], drop: Callable[[str], bool]) -> Headers:
     """``headers`` with every cookie whose name ``drop`` accepts removed.
 
-    The remaining cookies go in one ``Cookie`` header, in their order; with
-    none left there is no ``Cookie`` header. Headers without a cookie to drop
-    come back unchanged (same list contents).
+    The remaining cookies go in one ``Cookie`` header, in their order and as
+    they were written; with none left there is no ``Cookie`` header. Headers
+    without a cookie to drop come back unchanged (same list contents).
     """
-    pairs = parse(headers)
-    if not any(drop(key) for key, _ in pairs):
+    segments = _segments(headers)
+    if not any(drop(key) for key, _, _ in segments):
         return list(headers)
-    kept = "; ".join(f"{k}={v}" if k else v for k, v in pairs if not drop(k))
+    kept = "; ".join(seg for key, _, seg in segments if not drop(key))
     out = [(n, v) for n, v in headers if n != b"cookie"]
     if kept:
         out.append((b"cookie", kept.encode("latin-1")))
