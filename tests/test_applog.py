@@ -29,3 +29,21 @@ def test_tail_keeps_last_lines():
     for i in range(10):
         t.add(str(i))
     assert t.lines() == ["7", "8", "9"] and t.lines(2) == ["8", "9"]
+
+
+async def test_tail_followers_get_what_came_after():
+    import trio
+
+    from trioproxy._applog import LogTail
+
+    tail = LogTail(3)
+    for i in range(5):
+        tail.add(f"l{i}")
+    assert tail.count == 5 and tail.lines() == ["l2", "l3", "l4"]
+    assert tail.since(4) == ["l4"] and tail.since(0) == ["l2", "l3", "l4"] and tail.since(5) == []
+    with trio.fail_after(2):
+        async with trio.open_nursery() as n:
+            n.start_soon(tail.wait_past, 5)
+            await trio.sleep(0.01)
+            tail.add("l5")
+    assert tail.since(5) == ["l5"]

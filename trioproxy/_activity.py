@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ._hub_api import HubAPI, HubUnavailable
+from ._metrics import Metrics
 
 if TYPE_CHECKING:
     from ._settings import ActivitySettings, HubSettings
@@ -47,8 +48,11 @@ def activity_body(server_name: str, ts: float) -> dict[str, object]:
     return {"servers": {server_name: {"last_activity": stamp}}, "last_activity": stamp}
 
 
-async def report_activity(tracker: ActivityTracker, activity: ActivitySettings, hub: HubSettings, api: HubAPI) -> None:
+async def report_activity(
+    tracker: ActivityTracker, activity: ActivitySettings, hub: HubSettings, api: HubAPI, metrics: Metrics | None = None
+) -> None:
     """Report activity to the Hub for ever (cancel to stop). Never raises for Hub trouble."""
+    metrics = metrics or Metrics()
     if activity.interval_s <= 0:
         logger.info("activity reports are off (--last-activity-interval 0)")
         return
@@ -61,7 +65,7 @@ async def report_activity(tracker: ActivityTracker, activity: ActivitySettings, 
     while True:
         ts = time.time() if activity.force_alive else tracker.last
         if ts is not None and ts != sent:
-            outcome = await _post_with_backoff(api, activity, hub, ts)
+            outcome = await _post_with_backoff(api, activity, hub, ts, metrics)
             if outcome is None:
                 sent = ts
                 if refused:
@@ -75,7 +79,9 @@ async def report_activity(tracker: ActivityTracker, activity: ActivitySettings, 
         await trio.sleep(activity.interval_s * random.uniform(1 - JITTER, 1 + JITTER))
 
 
-async def _post_with_backoff(api: HubAPI, activity: ActivitySettings, hub: HubSettings, ts: float) -> str | None:
+async def _post_with_backoff(
+    api: HubAPI, activity: ActivitySettings, hub: HubSettings, ts: float, metrics: Metrics
+) -> str | None:
     """Post one report, retrying with backoff while the Hub is down or failing.
 
     Returns None once the Hub took it, or the Hub's reason when it refused (4xx).
@@ -85,11 +91,14 @@ async def _post_with_backoff(api: HubAPI, activity: ActivitySettings, hub: HubSe
         try:
             resp = await api.post_activity(activity_body(hub.server_name, ts))
         except HubUnavailable as exc:
+            metrics.activity_reports["failed"] += 1
             logger.warning("activity report failed (%s); retrying in %.0f s", exc, wait)
         else:
             if resp.status_code < 400:
+                metrics.activity_reports["ok"] += 1
                 logger.debug("reported activity %s", isoformat(ts))
                 return None
+            metrics.activity_reports["refused"] += 1
             return f"{resp.status_code} {resp.text[:200]}"
         await trio.sleep(wait)
         wait = min(wait * 2, activity.backoff_max_s)

@@ -20,17 +20,38 @@ READ_BYTES = 64 * 2**10
 
 
 class LogTail:
-    """The last lines of the app's output, for error pages. Pure."""
+    """The last lines of the app's output, for error pages and the owner's live view.
+
+    Every line gets a sequence number (``count`` is the next one), so a
+    follower can ask for what came after the last line it saw.
+    """
 
     def __init__(self, maxlen: int) -> None:
         self._lines: collections.deque[str] = collections.deque(maxlen=maxlen)
+        self.count = 0
+        self._new = trio.Event()
 
     def add(self, line: str) -> None:
         self._lines.append(line)
+        self.count += 1
+        self._new.set()
+        self._new = trio.Event()
 
     def lines(self, n: int | None = None) -> list[str]:
         lines = list(self._lines)
         return lines if n is None else lines[-n:]
+
+    def since(self, seq: int) -> list[str]:
+        """Lines numbered ``seq`` and later that are still kept."""
+        fresh = self.count - seq
+        if fresh <= 0:
+            return []
+        return list(self._lines)[-fresh:]
+
+    async def wait_past(self, seq: int) -> None:
+        """Return once a line numbered ``seq`` or later exists."""
+        while self.count <= seq:
+            await self._new.wait()
 
     def clear(self) -> None:
         self._lines.clear()

@@ -43,6 +43,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from . import _cookies, _headers, _pages, _scopes
 from ._auth import Passage, Reply, browser_scheme, is_cross_site, passage, split_target
 from ._hub_api import HubAPI, HubRefused, HubUnavailable
+from ._metrics import Metrics
 from ._pages import Send
 from ._settings import HubSettings, ProxySettings
 from ._tokens import TokenCache
@@ -103,7 +104,9 @@ class HubOAuth:
         api: HubAPI,
         *,
         app_uses_xsrf: Callable[[], bool] = lambda: False,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.hub = hub
         self.proxy = proxy
         self.api = api
@@ -343,10 +346,12 @@ class HubOAuth:
             token, expires_in = await self.api.token_for_code(code, self.hub.oauth_callback_url, str(data.get("v", "")))
             model = await self.api.user_for_token(token)
         except HubRefused as exc:
+            self.metrics.logins["failed"] += 1
             logger.warning("login failed: %s", exc)
             return self._reply(403, "403: Login failed", [str(exc), "Try logging in again."],
                                links=retry, extra=[clear_state])
         except HubUnavailable as exc:
+            self.metrics.logins["failed"] += 1
             logger.error("login failed: %s", exc)
             return self._reply(502, "502: JupyterHub unavailable",
                                ["The login could not be completed.", str(exc)], links=retry, extra=[clear_state])
@@ -355,6 +360,7 @@ class HubOAuth:
                                links=retry, extra=[clear_state])
         self.tokens.put(token, model)
         if not self.allowed(model):
+            self.metrics.logins["denied"] += 1
             logger.warning("refused %s %s at login: not allowed on this server", model.get("kind"), model.get("name"))
             hub = self.hub.host + self.hub.hub_prefix
             kind, who = model.get("kind") or "user", model.get("name")
@@ -365,6 +371,7 @@ class HubOAuth:
                 links=[("Your JupyterHub home", hub + "home"), ("Log out of JupyterHub", hub + "logout")],
                 extra=[clear_state],
             )
+        self.metrics.logins["ok"] += 1
         logger.info("login: %s %s", model.get("kind") or "user", model.get("name"))
         max_age = min(expires_in or self.hub.login_cookie_max_age_s, self.hub.login_cookie_max_age_s)
         login = _cookies.set_cookie(self.cookie_name, self.sealer.seal(self.cookie_name, token), policy, max_age=max_age)
