@@ -7,6 +7,11 @@ HTTP answer. When it exits on its own it is restarted after a backoff that
 doubles up to a cap; after ``--max-restarts`` consecutive failures
 :class:`AppFailed` ends trioproxy, so the Spawner sees the server as stopped.
 
+Before the first start, a :class:`~._bootstrap.Bootstrap` clones or updates
+``--repo`` (the app then runs in that folder: its ``cwd``, never trioproxy's
+own ``chdir``) and activates ``--conda-env`` (the app gets that environment).
+If that fails the app is not started; the state says why and trioproxy stays up.
+
 Shutdown (driven by ``_run``): :meth:`Supervisor.stop` sends SIGTERM to the
 group and forbids restarts; :meth:`Supervisor.kill` sends SIGKILL to the
 group; the supervising task reaps the leader and returns.
@@ -27,6 +32,7 @@ import trio
 
 from . import _template, _upstream
 from ._applog import LogTail, pump
+from ._bootstrap import Bootstrap, Launch
 from ._settings import ChildSettings
 
 logger = logging.getLogger(__name__)
@@ -125,18 +131,31 @@ class Supervisor:
         self._proc: trio.Process | None = None
         self._fixed_port = settings.destport or None
         self._deadline = float("inf")
+        self._bootstrap = Bootstrap(
+            settings,
+            state.tail,
+            starting=lambda reason: state.set(Status.STARTING, reason),
+            failed=lambda reason: state.set(Status.DOWN, f"was not started: {reason}"),
+        )
+        self._bootstrap_scope = trio.CancelScope()
+        self._launch = Launch(cwd=None, env=settings.env)
 
     # -- control, called from _run ------------------------------------------------
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        """The app's pid; before its first start, that of the running git or conda command.
+
+        The reaper leaves this process to trio, which reaps it and reads its exit status.
+        """
+        return self._proc.pid if self._proc is not None else self._bootstrap.pid
 
     def stop(self, deadline: float) -> None:
         """No more restarts; SIGTERM to the app's process group, SIGKILL at ``deadline`` (trio time)."""
         self._stopping = True
         self._deadline = deadline
         self._wake.set()
+        self._bootstrap_scope.cancel()  # kills a running git or conda command
         self.state.set(Status.STOPPING, "trioproxy is shutting down")
         if self._proc is not None and self._proc.returncode is None:
             _killpg(self._proc.pid, signal.SIGTERM)
@@ -161,6 +180,13 @@ class Supervisor:
         if s.lazy:
             self.state.set(Status.WAITING)
         task_status.started()
+        if self._bootstrap.needed:
+            with self._bootstrap_scope:
+                self._launch = await self._bootstrap.run()
+            if self._stopping:
+                return
+            if s.lazy and self.state.origin_host is None:
+                self.state.set(Status.WAITING)
         if s.lazy:
             await self.state.origin_known.wait()
         failures = 0
@@ -199,7 +225,8 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=dict(s.env),
+                env=dict(self._launch.env),
+                cwd=self._launch.cwd,
                 start_new_session=True,
             )
         except OSError as exc:

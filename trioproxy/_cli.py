@@ -77,13 +77,19 @@ def _opt(*decls: str, **kw: Any) -> Any:
 @_opt("--ready-timeout", type=int, default=10, show_default=True,
       help="Seconds the app may take to become ready before it is restarted.")
 @_opt("--repo", type=str, default="",
-      help="Git repository to clone into --repofolder before the app starts. Not implemented yet: "
-           "accepted, and a warning is logged.")
-@_opt("--repobranch", type=str, default="master", show_default=True, help="Branch of --repo (not implemented yet).")
+      help="Git repository URL: before the app first starts it is cloned into --repofolder, or that "
+           "checkout is updated (local changes kept, colliding new files renamed), and the app runs in "
+           "that folder. Clone depth $NBGITPULLER_DEPTH (1; 0 or less: full history). Credentials in the "
+           "URL are shown as ***. On failure the app is not started and the error page says why.")
+@_opt("--repobranch", type=str, default="master", show_default=True, help="Branch of --repo to check out.")
 @_opt("--repofolder", type=str, default=".", show_default=True,
-      help="Folder for --repo (not implemented yet).")
+      help="Folder for --repo, relative to the current one: cloned into when missing or empty, updated "
+           "when it is a checkout of --repo; anything else is an error (so the default '.' must be such a "
+           "checkout or empty).")
 @_opt("--conda-env", type=str, default="",
-      help="Run the app inside this conda environment. Not implemented yet: accepted, and a warning is logged.")
+      help="Run the app inside this conda environment: a name, or the path of an environment. Conda is "
+           "$CONDA_EXE, else `conda` on PATH; a missing conda or environment is an error shown on the "
+           "error page.")
 @_opt("--allow-root/--no-allow-root", default=True, help="Accepted for jupyterhub-singleuser compatibility; no effect.")
 @_opt("--NotebookApp.allow_origin/--no-NotebookApp.allow_origin", "notebookapp_allow_origin", default=True,
       help="Accepted for compatibility; no effect.")

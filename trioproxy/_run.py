@@ -147,10 +147,6 @@ def _authenticator(settings: Settings, hub: HubAPI, gateway: Gateway) -> Authent
 
 def _warn_unimplemented(settings: Settings) -> None:
     """Options accepted for compatibility that do nothing yet say so, once, at start."""
-    if settings.child.repo:
-        logger.warning("--repo is not implemented yet: the app starts in the current folder without a git checkout")
-    if settings.child.conda_env:
-        logger.warning("--conda-env is not implemented yet: the app starts outside any conda environment")
     if (settings.proxy.forward_user_info or settings.proxy.query_user_info) and settings.hub.authtype == "none":
         logger.warning("--forward-user-info/--query-user-info send nothing with --authtype none (no user is known)")
 
