@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import trio
 
-from . import _template, _upstream
+from . import _reaper, _template, _upstream
 from ._applog import LogTail, pump
 from ._bootstrap import Bootstrap, Launch
 from ._settings import ChildSettings
@@ -220,7 +220,7 @@ class Supervisor:
         logger.info("starting the app on port %d: %s", port, _shown(argv))
         self.state.set(Status.STARTING, "the app is starting")
         try:
-            proc = await trio.lowlevel.open_process(
+            proc = await _reaper.open_process(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -261,6 +261,7 @@ class Supervisor:
                     await self._terminate(proc)
                 # Reaped and its group killed: never signal that pgid again (pids are reused).
                 self._proc = None
+                _reaper.forget(proc.pid)
                 # Pipes held open by an escaped grandchild must not hold us up.
                 pumps.cancel_scope.deadline = trio.current_time() + s.pump_drain_s
                 if not self._stopping and not not_ready:

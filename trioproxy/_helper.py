@@ -10,12 +10,8 @@ The reference ran these commands in a thread, unbounded, printing lines with
 ``print``; a credential prompt or a stalled fetch hung it for ever, and URLs
 with tokens reached the log and the error page.
 
-Why the shell gate: trioproxy reaps orphaned zombies (``_reaper``), every
-child but the one :attr:`Runner.pid` names. A short command (``git
-rev-parse``) can exit before its pid is known to us, and a reaper that got
-there first would leave trio an exit status of 0. So each command starts as
-``sh -c 'read -r go && exec "$@" </dev/null'`` and is released only once its
-pid is published.
+Commands start through ``_reaper.open_process``, so trioproxy's reaper of
+orphans never takes their exit status, however fast they exit.
 """
 
 from __future__ import annotations
@@ -30,6 +26,7 @@ from dataclasses import dataclass
 
 import trio
 
+from . import _reaper
 from ._applog import LogTail
 
 logger = logging.getLogger(__name__)
@@ -44,8 +41,6 @@ DRAIN_S = 0.5
 REAP_S = 2.0
 #: Bytes read from a pipe per call.
 READ_BYTES = 64 * 2**10
-
-_GATE = 'read -r go && exec "$@" </dev/null'
 
 
 class BootstrapError(Exception):
@@ -160,9 +155,9 @@ class Runner:
             logger.debug("$ %s", self.progress.redact(shown))
         self.progress.last = ""
         try:
-            proc = await trio.lowlevel.open_process(
-                ["/bin/sh", "-c", _GATE, "trioproxy-helper", *argv],
-                stdin=subprocess.PIPE,
+            proc = await _reaper.open_process(
+                list(argv),
+                stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE if capture else subprocess.STDOUT,
                 env=self.env,
@@ -176,7 +171,7 @@ class Runner:
         captured = bytearray()
         timed_out = False
         try:
-            assert proc.stdin is not None and proc.stdout is not None
+            assert proc.stdout is not None
             async with trio.open_nursery() as readers:
                 if capture:
                     assert proc.stderr is not None
@@ -184,7 +179,6 @@ class Runner:
                     readers.start_soon(self._lines, proc.stderr)
                 else:
                     readers.start_soon(self._lines, proc.stdout)
-                await self._release(proc.stdin)
                 with trio.move_on_after(timeout_s) as timer:
                     await proc.wait()
                 if timer.cancelled_caught:
@@ -200,19 +194,11 @@ class Runner:
                     with trio.move_on_after(REAP_S):
                         await proc.wait()
             self.pid = None
+            _reaper.forget(proc.pid)
         if timed_out:
             raise BootstrapError(f"`{self.progress.redact(shown)}` took longer than {timeout_s:g} s", retry=True)
         assert proc.returncode is not None  # waited for above
         return Result(proc.returncode, bytes(captured))
-
-    @staticmethod
-    async def _release(stdin: trio.abc.SendStream) -> None:
-        # The pid is published: the command may go on (see the module's docstring).
-        try:
-            await stdin.send_all(b"go\n")
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        await stdin.aclose()
 
     async def _lines(self, stream: trio.abc.ReceiveStream) -> None:
         splitter = Splitter()

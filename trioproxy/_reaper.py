@@ -8,7 +8,10 @@ with ``setsid``) is re-parented to trioproxy instead of to init. Run as PID 1
 * :func:`reap_forever` reaps such processes when they exit. It never calls a
   blanket ``waitpid(-1)``: that would steal the exit status of the app, which
   trio waits for itself. It reaps only zombie children it finds in /proc
-  whose pid is not the app's.
+  that trioproxy did not start itself: every process trioproxy starts goes
+  through :func:`open_process`, which registers its pid, and no sweep runs
+  while a start is under way (a child that exits before its pid is known
+  would otherwise be reaped here and reported to trio as a success).
 * :func:`kill_descendants` at the very end kills every process still
   re-parented to us, and reaps it.
 """
@@ -21,6 +24,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -78,12 +82,37 @@ def _children() -> list[tuple[int, str]]:
     return out
 
 
+#: Pids of the processes trioproxy started itself (trio waits for them), and
+#: how many starts are under way. Process-wide, as pids are.
+_ours: set[int] = set()
+_starting = 0
+
+
+async def open_process(argv: list[str], **kw: Any) -> trio.Process:
+    """``trio.lowlevel.open_process``, registered so the reaper never takes its exit status."""
+    global _starting
+    _starting += 1
+    try:
+        proc = await trio.lowlevel.open_process(argv, **kw)
+        _ours.add(proc.pid)
+        return proc
+    finally:
+        _starting -= 1
+
+
+def forget(pid: int) -> None:
+    """``pid`` was waited for: it is no longer ours (pids are reused)."""
+    _ours.discard(pid)
+
+
 def reap_zombies(exclude: Callable[[], int | None]) -> int:
-    """Reap exited children other than ``exclude()``; return how many."""
+    """Reap exited children other than ours and ``exclude()``; return how many."""
+    if _starting:
+        return 0  # a new child's pid may not be registered yet: sweep later
     skip = exclude()
     n = 0
     for pid, state in _children():
-        if pid == skip or state != "Z":
+        if pid == skip or pid in _ours or state != "Z":
             continue
         try:
             os.waitpid(pid, os.WNOHANG)
