@@ -346,7 +346,7 @@ async def test_repofolder_dot_must_be_a_checkout(tmp_path: Path, upstream: Upstr
     with trio.fail_after(60):
         async with run_proxy(["--repo", upstream.url, *INFO], cwd=str(home)) as p:
             page = html.unescape(await down_page(p))
-            await p.wait_log("Fix this, then restart the server")
+            await p.wait_log("Fix this, then restart the app")
     assert f"--repofolder . ({home}) is not a git checkout and is not empty" in page
     assert "give --repofolder a new folder name" in page
     assert os.listdir(home) == [".bashrc"]

@@ -12,7 +12,7 @@ that may pass (a failed clone or fetch, a branch not pushed yet, a busy
 index.lock, a command that ran too long) is tried again with a growing
 delay; a configuration error (a folder that is not a checkout of --repo, a
 failed merge, no git, no conda or environment) waits for the owner to fix it
-and restart the server. The reference failed for good on either.
+and restart the app (the owner's controls) or the server. The reference failed for good on either.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class Bootstrap:
         git_log, conda_log = logging.getLogger("trioproxy.git"), logging.getLogger("trioproxy.conda")
         self._git = Runner(_gitrepo.git_env(settings.env), Progress(tail, git_log, "git", self.redact))
         self._conda = Runner(settings.env, Progress(tail, conda_log, "conda", self.redact))
+        self._poke = trio.Event()
 
     @property
     def needed(self) -> bool:
@@ -88,12 +89,21 @@ class Bootstrap:
                 reason = self.redact(exc.reason)
                 if not exc.retry:
                     self._failed(reason)
-                    logger.error("the app cannot start: %s. Fix this, then restart the server.", reason)
-                    await trio.sleep_forever()
-                self._failed(f"{reason} (trying again in {delay:g} s)")
-                logger.error("the app cannot start yet: %s; trying again in %g s", reason, delay)
-            await trio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
+                    logger.error("the app cannot start: %s. Fix this, then restart the app (owner's "
+                                 "controls) or the server.", reason)
+                    await self._poke.wait()
+                    delay = RETRY_FIRST_S
+                else:
+                    self._failed(f"{reason} (trying again in {delay:g} s)")
+                    logger.error("the app cannot start yet: %s; trying again in %g s", reason, delay)
+                    with trio.move_on_after(delay):
+                        await self._poke.wait()
+                    delay = min(delay * 2, RETRY_MAX_S)
+                self._poke = trio.Event()
+
+    def try_again(self) -> None:
+        """The owner asked for a restart: try the failed step again now."""
+        self._poke.set()
 
     async def _once(self) -> Launch:
         s = self.settings

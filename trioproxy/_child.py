@@ -139,6 +139,10 @@ class Supervisor:
         )
         self._bootstrap_scope = trio.CancelScope()
         self._launch = Launch(cwd=None, env=settings.env)
+        self._restart_requested = False
+        #: Restarts so far (crashes and owner's requests), and when the current app started (trio time).
+        self.restarts = 0
+        self.started_at: float | None = None
 
     # -- control, called from _run ------------------------------------------------
 
@@ -159,6 +163,19 @@ class Supervisor:
         self.state.set(Status.STOPPING, "trioproxy is shutting down")
         if self._proc is not None and self._proc.returncode is None:
             _killpg(self._proc.pid, signal.SIGTERM)
+
+    def restart(self) -> bool:
+        """The owner's restart: stop the app (gracefully) and start it again at once,
+        without counting a failure; during a failed bootstrap, try it again. False while stopping."""
+        if self._stopping:
+            return False
+        logger.info("restart requested")
+        self._restart_requested = True
+        self._bootstrap.try_again()
+        if self._proc is not None and self._proc.returncode is None:
+            _killpg(self._proc.pid, signal.SIGTERM)
+        self._wake.set()
+        return True
 
     def kill(self) -> None:
         """SIGKILL to the app's process group (the leader may already be gone)."""
@@ -192,9 +209,15 @@ class Supervisor:
         failures = 0
         backoff = s.backoff_first_s
         while not self._stopping:
+            self._restart_requested = False
             ready_for = await self._one_incarnation()
             if self._stopping:
                 break
+            self.restarts += 1
+            if self._restart_requested:
+                self._wake = trio.Event()
+                failures, backoff = 0, s.backoff_first_s
+                continue
             if ready_for is not None and ready_for >= s.reset_after_s:
                 failures, backoff = 0, s.backoff_first_s
             failures += 1
@@ -205,7 +228,13 @@ class Supervisor:
             )
             with trio.move_on_after(backoff):
                 await self._wake.wait()
-            backoff = min(backoff * 2, s.backoff_max_s)
+            if self._stopping:
+                break
+            if self._restart_requested:  # the owner asked during the backoff: start afresh
+                failures, backoff = 0, s.backoff_first_s
+            else:
+                backoff = min(backoff * 2, s.backoff_max_s)
+            self._wake = trio.Event()
 
     async def _one_incarnation(self) -> float | None:
         """Run the app once, until it exits. Return how long it was ready (None: never)."""
@@ -219,6 +248,7 @@ class Supervisor:
             return None
         logger.info("starting the app on port %d: %s", port, _shown(argv))
         self.state.set(Status.STARTING, "the app is starting")
+        self.started_at = trio.current_time()
         try:
             proc = await _reaper.open_process(
                 argv,
