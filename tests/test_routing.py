@@ -43,7 +43,7 @@ def test_ops_endpoints_are_outside_every_prefix():
     for prefix in ("/user/dan", ""):
         r = Router.for_prefix(prefix)
         assert r.route("GET", b"/_trioproxy/live", b"") == Internal(b"/_trioproxy/live")
-    assert Router.for_prefix("/user/dan").route("GET", b"/user/dan/_trioproxy/live", b"") == Forward(b"/_trioproxy/live")
+    assert Router.for_prefix("/user/dan").route("GET", b"/user/dan/_trioproxy/x", b"") == Internal(b"/_trioproxy/x", True)
 
 
 def test_keep_prefix_forwards_the_whole_path():
@@ -51,3 +51,8 @@ def test_keep_prefix_forwards_the_whole_path():
     assert r.route("GET", b"/user/dan/app/x", b"q=1") == Forward(b"/user/dan/app/x?q=1")
     assert r.route("GET", b"/user/dan/oauth_callback", b"") == Internal(b"/oauth_callback")
     assert r.route("GET", b"/user/dan", b"") == Redirect(302, b"/user/dan/")
+
+
+def test_owner_controls_under_the_prefix_need_login():
+    r = Router.for_prefix("/user/dan")
+    assert r.route("GET", b"/user/dan/_trioproxy/status", b"") == Internal(b"/_trioproxy/status", login=True)

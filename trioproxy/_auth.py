@@ -34,6 +34,8 @@ class Passage:
     target: bytes
     #: Headers trioproxy adds after the hop rules (the user-info header).
     add: Headers = field(default_factory=list)
+    #: Who it is (the Hub's user model), None without login.
+    user: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def passage(
             arg = f"{_headers.USER_INFO_ARG}={quote(info, safe='')}".encode("ascii")
             query = query + b"&" + arg if query else arg
     kept = [(n, v) for n, v in headers if n != _headers.USER_INFO_HEADER]
-    return Passage(kept, join_target(path, query), add)
+    return Passage(kept, join_target(path, query), add, user)
 
 
 def _first(value: bytes | None) -> str | None:

@@ -73,6 +73,10 @@ class AppState:
         self._changed.set()
         self._changed = trio.Event()
 
+    async def changed(self) -> None:
+        """Return at the next change of state."""
+        await self._changed.wait()
+
     def offer_origin_host(self, host: str) -> None:
         """The first request's Host starts a lazy ({origin_host}) app."""
         if self.origin_host is None:

@@ -126,6 +126,9 @@ def _opt(*decls: str, **kw: Any) -> Any:
       help="While the app starts, the Hub's readiness probe ({prefix}api) gets 503 for at most this many "
            "seconds after start, so users wait on the Hub's progress page. Keep it below the Spawner's "
            "http_timeout (30 s by default); 0 answers the probe at once.")
+@_opt("--metrics-public/--no-metrics-public", default=False, show_default=True,
+      help="Serve Prometheus metrics on /_trioproxy/metrics (the pod's port, outside the prefix) to anyone; "
+           "by default only to users of this server (Authorization: token ...).")
 @_opt("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
       help="text: one readable line per event, the app's lines tagged [stdout]/[stderr]. "
            "json: one JSON object per line (time, level, logger, message; stream for the app's lines).")

@@ -24,6 +24,8 @@ from ._pages import Send
 
 #: The path (under the prefix) the Hub probes to see whether the server is up.
 HUB_PROBE = b"/api"
+#: Prometheus metrics, outside the prefix.
+METRICS = b"/_trioproxy/metrics"
 #: While the app starts, the probe is answered with 503 and this Retry-After.
 PROBE_RETRY_S = 1
 
@@ -38,7 +40,9 @@ class Front:
         *,
         hub_version: Callable[[], str | None] = lambda: None,
         hold_probe_s: float = 0.0,
+        metrics_login: Callable[[dict[str, Any]], bool] = lambda scope: False,
     ) -> None:
+        self.metrics_login = metrics_login
         self.gateway = gateway
         self.auth = auth
         self.web = web
@@ -69,6 +73,20 @@ class Front:
         elif isinstance(route, _routing.Redirect):
             location = route.location
             await _pages.respond(scope, own, route.status, _pages.redirect_body(location), [(b"location", location)])
+        elif isinstance(route, _routing.Internal) and route.path == METRICS and self.metrics_login(scope):
+            # Metrics for API clients of this server: their token is checked like any.
+            passage = await self.auth.admit(scope, own, b"/")
+            if passage is None:
+                return
+            scope["trioproxy.user"] = passage.user or {}
+            await self.web(scope, receive, own)
+        elif isinstance(route, _routing.Internal) and route.login:
+            # The owner's controls: logged in like any request, then Quart (which checks the owner).
+            passage = await self.auth.admit(scope, own, route.path)
+            if passage is None:
+                return
+            scope["trioproxy.user"] = passage.user
+            await self.web(scope, receive, own)
         else:
             await self.web(scope, receive, own)
 

@@ -53,6 +53,11 @@ def render(
     return _PAGE.format(title=html.escape(title), body=body, refresh=refresh).encode("utf-8")
 
 
+def render_html(title: str, body_html: str) -> bytes:
+    """A page around ``body_html``, which must be trioproxy's own markup (nothing from outside)."""
+    return _PAGE.format(title=html.escape(title), body=body_html, refresh="").encode("utf-8")
+
+
 def _headers(body: bytes, extra: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [
         (b"content-type", b"text/html; charset=utf-8"),

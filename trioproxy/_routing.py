@@ -16,6 +16,8 @@ OAUTH_CALLBACK = b"/oauth_callback"
 #: pod's port by Kubernetes probes and scrapers, never through the Hub's proxy,
 #: which routes only the prefix here. Reserved even when the prefix is '/'.
 OPS = b"/_trioproxy/"
+#: The owner's controls under the prefix (status, restart, logs): after login, owner only.
+CONTROLS = b"/_trioproxy/"
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,11 @@ class Redirect:
 
 @dataclass(frozen=True)
 class Internal:
-    """One of trioproxy's own endpoints; ``path`` is relative to the prefix."""
+    """One of trioproxy's own endpoints; ``path`` is relative to the prefix
+    (absolute for those outside it). ``login``: admitted users only."""
 
     path: bytes
+    login: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class Router:
             if rest.startswith(b"/"):
                 if rest in self.internal:
                     return Internal(rest)
+                if rest.startswith(CONTROLS):
+                    return Internal(rest, login=True)
                 return Forward((raw_path if self.keep_prefix else rest) + qs)
             if rest == b"":
                 # The bare prefix: add the slash (a 307 keeps a POST's method and body).

@@ -25,12 +25,13 @@ import os
 import signal
 import trio
 
-from . import _activity, _hub_api, _reaper
+from . import _activity, _controls, _hub_api, _reaper
 from ._activity import ActivityTracker
 from ._applog import LogTail
 from ._appgate import Gateway
 from ._auth import Authenticator, NoAuth
 from ._hub_api import HubAPI
+from ._metrics import Metrics
 from ._oauth import HubOAuth
 from ._child import AppFailed, AppState, Supervisor
 from ._front import Front
@@ -60,6 +61,7 @@ async def run(settings: Settings) -> int:
     state = AppState(LogTail(settings.child.log_tail_lines))
     pool = Pool(settings.proxy.pool_idle_max)
     tracker = ActivityTracker()
+    metrics = Metrics()
     gateway = Gateway(settings.proxy, state, pool, tracker)
     supervisor = Supervisor(settings.child, state, on_ready=pool.reset)
     budget = settings.server.shutdown_timeout_s
@@ -76,14 +78,17 @@ async def run(settings: Settings) -> int:
     server_error: ServerError | None = None
     async with client as hub_client:
         hub = HubAPI(settings.hub, hub_client)
-        auth = _authenticator(settings, hub, gateway)
+        auth = _authenticator(settings, hub, gateway, metrics)
+        web = make_app(settings, auth, state)
+        _controls.register(web, settings, state, supervisor, metrics, shutdown)
         front = Front(
             gateway,
             auth,
-            make_app(settings, auth, state),
+            web,
             Router.for_prefix(settings.proxy.prefix, keep_prefix=settings.proxy.keep_prefix),
             hub_version=lambda: hub.version,
             hold_probe_s=settings.hub.ready_timeout_s,
+            metrics_login=lambda scope: _wants_metrics_login(settings, scope),
         )
         try:
             async with trio.open_nursery() as root:
@@ -94,7 +99,7 @@ async def run(settings: Settings) -> int:
                 if subreaper or os.getpid() == 1:
                     root.start_soon(_reaper.reap_forever, lambda: supervisor.pid)
                 await root.start(_supervise, supervisor, shutdown, budget, app_done)
-                root.start_soon(_activity.report_activity, tracker, settings.activity, settings.hub, hub)
+                root.start_soon(_activity.report_activity, tracker, settings.activity, settings.hub, hub, metrics)
                 urls = await root.start(_serve, front, settings, shutdown, server_done)
                 logger.info(
                     "trioproxy %s listening on %s, prefix %s, auth %s",
@@ -129,7 +134,14 @@ async def run(settings: Settings) -> int:
     return shutdown.exit_code
 
 
-def _authenticator(settings: Settings, hub: HubAPI, gateway: Gateway) -> Authenticator:
+def _wants_metrics_login(settings: Settings, scope: dict) -> bool:
+    """A metrics request that brings a token to check (not needed when metrics are public)."""
+    if settings.proxy.metrics_public or settings.hub.authtype == "none":
+        return False
+    return any(name == b"authorization" for name, _ in scope["headers"])
+
+
+def _authenticator(settings: Settings, hub: HubAPI, gateway: Gateway, metrics: Metrics) -> Authenticator:
     if settings.hub.authtype == "none":
         return NoAuth()
     h = settings.hub
@@ -142,7 +154,7 @@ def _authenticator(settings: Settings, hub: HubAPI, gateway: Gateway) -> Authent
                     "(--cookie-secret-file keeps them)")
     else:
         logger.info("login cookies are sealed with the secret from %s", h.cookie_secret_source)
-    return HubOAuth(h, settings.proxy, hub, app_uses_xsrf=lambda: gateway.app_uses_xsrf)
+    return HubOAuth(h, settings.proxy, hub, app_uses_xsrf=lambda: gateway.app_uses_xsrf, metrics=metrics)
 
 
 def _warn_unimplemented(settings: Settings) -> None:

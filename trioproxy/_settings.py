@@ -164,6 +164,8 @@ class ProxySettings:
     progressive: bool = False
     #: Forward the prefix too (the app serves under it), instead of stripping it.
     keep_prefix: bool = False
+    #: /_trioproxy/metrics readable without login (--metrics-public).
+    metrics_public: bool = False
 
 
 @dataclass(frozen=True)
@@ -429,6 +431,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         query_user_info=bool(options["query_user_info"]),
         progressive=bool(options["progressive"]),
         keep_prefix=bool(options.get("keep_prefix", False)),
+        metrics_public=bool(options.get("metrics_public", False)),
     )
     ssl_files = {
         name: env.get(name, "")

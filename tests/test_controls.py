@@ -1,0 +1,104 @@
+"""The owner's controls (status, restart, logs, the page) and the metrics endpoint."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import trio
+
+from .conftest import app_cmd, free_port, run_proxy
+from .fake_hub import fake_hub
+
+PREFIX = "/user/dan/"
+
+
+async def start(hub, *args):
+    port = free_port()
+    return run_proxy([*args, *app_cmd("echo_app.py")], env=hub.env(proxy_port=port), prefix=PREFIX, port=port,
+                     authtype="oauth")
+
+
+async def test_status_restart_and_logs_for_the_owner_only():
+    async with fake_hub() as hub:
+        dan = {"Authorization": f"token {hub.add_user('dan')}"}
+        sam = {"Authorization": f"token {hub.add_user('sam', scopes=['access:servers!server=dan/'])}"}
+        async with await start(hub) as proxy:
+            await proxy.wait_ready()
+            ctl = proxy.url + "/_trioproxy"
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as c:
+                with trio.fail_after(30):
+                    assert (await c.get(proxy.url + "/echo", headers=sam)).status_code == 200  # sam may use the app
+                    r = await c.get(ctl + "/status", headers=sam)
+                    assert r.status_code == 403 and "Owner only" in r.text  # ...not its controls
+                    assert (await c.get(ctl + "/status")).status_code == 302  # anonymous: log in first
+                    r = await c.get(ctl + "/status", headers=dan)
+                    status = r.json()
+                    assert status["status"] == "ready" and status["ready"] and status["restarts"] == 0
+                    pid = status["pid"]
+                    assert pid == (await c.get(proxy.url + "/pid", headers=dan)).json()["pid"]
+                    r = await c.get(ctl + "/logs", headers=dan)
+                    assert "echo_app listening on" in r.text
+                    assert (await c.get(ctl + "/logs", headers=sam)).status_code == 403
+                    # Restart: needs the action header (no form from another site can send it).
+                    assert (await c.post(ctl + "/restart", headers=dan)).status_code == 403
+                    assert (await c.post(ctl + "/restart", headers={**dan, "X-Trioproxy-Action": "restart"})).status_code == 202
+                    while True:
+                        status = (await c.get(ctl + "/status", headers=dan)).json()
+                        if status["ready"] and status["pid"] != pid:
+                            break
+                        await trio.sleep(0.05)
+                    assert status["restarts"] == 1
+                    page = await c.get(ctl + "/", headers=dan)
+                    assert page.status_code == 200 and "EventSource" in page.text
+            assert "restart requested" in proxy.log
+
+
+async def test_log_stream_follows_new_lines_and_status():
+    async with fake_hub() as hub:
+        dan = {"Authorization": f"token {hub.add_user('dan')}"}
+        async with await start(hub) as proxy:
+            await proxy.wait_ready()
+            ctl = proxy.url + "/_trioproxy"
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as c:
+                with trio.fail_after(30):
+                    events = []
+                    async with c.stream("GET", ctl + "/logs?follow=1", headers=dan) as r:
+                        assert r.headers["content-type"].startswith("text/event-stream")
+                        restarted = False
+                        async for line in r.aiter_lines():
+                            events.append(line)
+                            if line.startswith("data: ") and "echo_app listening" in line and not restarted:
+                                restarted = True
+                                await c.post(ctl + "/restart", headers={**dan, "X-Trioproxy-Action": "restart"})
+                            if sum("echo_app listening" in e for e in events) >= 2:
+                                break
+            statuses = [json.loads(e[6:])["status"] for i, e in enumerate(events)
+                        if e.startswith("data: {") and events[i - 1] == "event: status"]
+            assert statuses[0] == "ready" and "starting" in statuses and statuses[-1] in ("starting", "ready")
+
+
+async def test_metrics_need_a_user_of_this_server_unless_public():
+    async with fake_hub() as hub:
+        dan = {"Authorization": f"token {hub.add_user('dan')}"}
+        eve = {"Authorization": f"token {hub.add_user('eve', scopes=[])}"}
+        async with await start(hub) as proxy:
+            await proxy.wait_ready()
+            url = f"http://127.0.0.1:{proxy.port}/_trioproxy/metrics"
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as c:
+                with trio.fail_after(30):
+                    await c.get(proxy.url + "/echo", headers=dan)
+                    assert (await c.get(url)).status_code == 403
+                    assert (await c.get(url, headers=eve)).status_code == 403
+                    r = await c.get(url, headers=dan)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
+        for name in ("trioproxy_http_requests_total", "trioproxy_websockets_open", "trioproxy_app_ready 1",
+                     "trioproxy_upstream_latency_seconds_bucket", "trioproxy_app_restarts_total 0",
+                     "trioproxy_activity_reports_total"):
+            assert name in r.text
+        async with await start(hub, "--metrics-public") as proxy:
+            await proxy.wait_ready()
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as c:
+                with trio.fail_after(10):
+                    r = await c.get(f"http://127.0.0.1:{proxy.port}/_trioproxy/metrics")
+        assert r.status_code == 200 and "trioproxy_app_up 1" in r.text
