@@ -38,7 +38,11 @@ from ._settings import ChildSettings
 logger = logging.getLogger(__name__)
 
 #: First pause between readiness probes and its cap, in seconds.
-PROBE_INTERVAL_FIRST_S = 0.02
+#: Probing starts fast and slows by PROBE_INTERVAL_GROWTH per probe: an app
+#: ready 150 ms after its start is seen within about 15 ms (doubling from
+#: 20 ms saw it only at 300 ms), while a refused probe costs some 50 µs.
+PROBE_INTERVAL_FIRST_S = 0.005
+PROBE_INTERVAL_GROWTH = 1.1
 PROBE_INTERVAL_MAX_S = 0.25
 #: Poll interval while waiting for the app's process group to empty, in seconds.
 GROUP_POLL_S = 0.02
@@ -317,7 +321,7 @@ class Supervisor:
                 if host is not None:
                     return host, port
                 await trio.sleep(interval)
-                interval = min(interval * 2, PROBE_INTERVAL_MAX_S)
+                interval = min(interval * PROBE_INTERVAL_GROWTH, PROBE_INTERVAL_MAX_S)
         return None
 
     async def _terminate(self, proc: trio.Process) -> None:
