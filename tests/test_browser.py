@@ -146,3 +146,28 @@ async def test_chromium_renders_recipe_through_jupyterhub(hub, name, tmp_path):
     assert out.get("error") is None, (out.get("error"), out.get("html", "")[:3000], hub.log_since(offset))
     assert f"/user/alice/{name}/" in out["results"][-2]
     assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+@needs_chromium
+async def test_chromium_follows_the_start_up_page_to_the_app():
+    from .conftest import APPS, PY, run_proxy
+
+    slow = ["--ready-timeout", "60", "--", "sh", "-c",
+            "for i in 1 2 3 4 5 6 7 8; do echo starting-step-$i; sleep 0.8; done; "
+            f"exec {PY} {APPS / 'echo_app.py'} --port {{port}}"]
+    with trio.fail_after(90):
+        async with run_proxy(slow, prefix="/user/test/") as proxy:
+            out = await browse(
+                [
+                    {"goto": proxy.url + "/echo?from=startup"},
+                    # The owner's page streams the app's output while it starts...
+                    {"wait_function": "document.getElementById('log') && "
+                                      "document.getElementById('log').textContent.includes('starting-step-2')",
+                     "timeout": 30},
+                    # ...and moves on to the app by itself once it is ready.
+                    {"wait_function": "document.body.innerText.includes('\"query_string\": \"from=startup\"')",
+                     "timeout": 40},
+                ],
+                timeout=80,
+            )
+    assert out.get("error") is None, out

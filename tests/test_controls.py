@@ -102,3 +102,46 @@ async def test_metrics_need_a_user_of_this_server_unless_public():
                 with trio.fail_after(10):
                     r = await c.get(f"http://127.0.0.1:{proxy.port}/_trioproxy/metrics")
         assert r.status_code == 200 and "trioproxy_app_up 1" in r.text
+
+
+SLOW_START = ["--ready-timeout", "30", "--", "sh", "-c",
+              "for i in 1 2 3; do echo starting-step-$i; sleep 0.7; done; "
+              f"exec {__import__('sys').executable} {__import__('pathlib').Path(__file__).parent / 'apps' / 'echo_app.py'} --port {{port}}"]
+
+
+async def test_start_up_page_streams_logs_to_the_owner_only():
+    async with fake_hub() as hub:
+        dan = {"Authorization": f"token {hub.add_user('dan')}"}
+        sam = {"Authorization": f"token {hub.add_user('sam', scopes=['access:servers!server=dan/'])}"}
+        port = free_port()
+        async with run_proxy(SLOW_START, env=hub.env(proxy_port=port), prefix=PREFIX, port=port,
+                             authtype="oauth") as proxy:
+            async with httpx.AsyncClient(trust_env=False, timeout=15) as c:
+                with trio.fail_after(30):
+                    mine, theirs = await c.get(proxy.url + "/echo", headers=dan), await c.get(proxy.url + "/echo", headers=sam)
+                    if mine.status_code == 503:  # (a slow machine may see the app ready already)
+                        assert "EventSource" in mine.text and "/user/dan/_trioproxy/logs?follow=1" in mine.text
+                        assert theirs.status_code == 503 and "EventSource" not in theirs.text
+                        assert "starting-step" not in theirs.text
+                    await proxy.wait_ready()
+                    assert (await c.get(proxy.url + "/echo", headers=sam)).status_code == 200
+
+
+async def test_failure_page_shows_the_last_lines_to_the_owner_only():
+    async with fake_hub() as hub:
+        dan = {"Authorization": f"token {hub.add_user('dan')}"}
+        sam = {"Authorization": f"token {hub.add_user('sam', scopes=['access:servers!server=dan/'])}"}
+        port = free_port()
+        crash = ["--max-restarts", "20", "--", "sh", "-c", "echo secret-ish-line; exit 3"]
+        async with run_proxy(crash, env=hub.env(proxy_port=port), prefix=PREFIX, port=port, authtype="oauth") as proxy:
+            await proxy.wait_log("secret-ish-line")
+            async with httpx.AsyncClient(trust_env=False, timeout=15) as c:
+                with trio.fail_after(30):
+                    while True:
+                        mine = await c.get(proxy.url + "/echo", headers=dan)
+                        if mine.status_code == 502:
+                            break
+                        await trio.sleep(0.1)
+                    theirs = await c.get(proxy.url + "/echo", headers=sam)
+        assert "secret-ish-line" in mine.text and "exited with code 3" in mine.text
+        assert theirs.status_code in (502, 503) and "secret-ish-line" not in theirs.text

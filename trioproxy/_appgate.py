@@ -7,6 +7,8 @@ down: 502 with the reason and the app's last lines).
 from __future__ import annotations
 
 import contextlib
+import html
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,12 +18,15 @@ import trio
 from . import _pages
 from ._activity import ActivityTracker
 from ._child import AppState, Status
+from ._metrics import Metrics
 from ._pages import Send
 from ._settings import ProxySettings
 from ._upstream import Pool
 
 #: Lines of the app's output shown on a 502 page.
 PAGE_TAIL_LINES = 25
+#: How long the owner's browser waits for a starting app before it gets the live start-up page, in seconds.
+OWNER_PAGE_WAIT_S = 1.0
 #: The "starting" page reloads itself this often, in seconds.
 STARTING_REFRESH_S = 2
 
@@ -68,9 +73,21 @@ class Gateway:
     pool: Pool
     tracker: ActivityTracker
     long_lived: LongLived = field(default_factory=LongLived)
+    metrics: Metrics = field(default_factory=Metrics)
     #: The app sets an ``_xsrf`` cookie of its own (jupyter-server, Voila): the
     #: login does not treat a cookie of that name as the Hub's.
     app_uses_xsrf: bool = False
+
+    #: The owner's name, and whether anyone may see the app's output (--authtype none).
+    owner: str = ""
+    logs_for_all: bool = False
+
+    def may_see_logs(self, scope: dict[str, Any]) -> bool:
+        """The app's output is the owner's: other users and the anonymous never see it."""
+        if self.logs_for_all:
+            return True
+        user = scope.get("trioproxy.user") or {}
+        return bool(self.owner) and user.get("kind", "user") == "user" and user.get("name") == self.owner
 
     async def open(self, scope: dict[str, Any], send: Send) -> tuple[str, int] | None:
         """The app's address once it is ready; otherwise answer ``scope`` with a page and return None."""
@@ -78,29 +95,69 @@ class Gateway:
         if state.status is Status.WAITING:
             host = _host(scope)
             state.offer_origin_host(host)
+        owner = self.may_see_logs(scope)
         if state.status in (Status.STARTING, Status.WAITING):
-            await state.wait_settled(self.settings.starting_wait_s)
+            # A browser of the owner gets the live start-up page soon; others wait longer for the app.
+            page = owner and scope["type"] == "http" and b"text/html" in (_header(scope, b"accept") or b"")
+            await state.wait_settled(OWNER_PAGE_WAIT_S if page else self.settings.starting_wait_s)
         if state.status is Status.READY and state.address is not None:
             return state.address
         if state.status in (Status.STARTING, Status.WAITING):
-            body = _pages.render(
-                "The app is starting",
-                ["The app is not ready yet. This page reloads by itself."],
-                refresh_s=STARTING_REFRESH_S,
-            )
+            status = 503
+            if owner and scope["type"] == "http":
+                body = starting_page(self.settings.prefix, state.reason or "The app is starting")
+            else:
+                body = _pages.render(
+                    "The app is starting",
+                    ["The app is not ready yet. This page reloads by itself."],
+                    refresh_s=STARTING_REFRESH_S,
+                )
             await _pages.respond(scope, send, 503, body, [(b"retry-after", str(STARTING_REFRESH_S).encode())])
         elif state.status is Status.STOPPING:
+            status = 503
             body = _pages.render("The server is stopping", ["This server is shutting down."])
             await _pages.respond(scope, send, 503, body, [(b"connection", b"close")])
         else:
+            status = 502
             body = _pages.render(
                 "The app is not running",
                 [f"The app {state.reason}.", "trioproxy restarts it; try again in a few seconds."],
-                log_lines=state.tail.lines(PAGE_TAIL_LINES),
+                log_lines=state.tail.lines(PAGE_TAIL_LINES) if owner else (),
                 refresh_s=None,
             )
             await _pages.respond(scope, send, 502, body)
+        self.metrics.request_done(status)
         return None
+
+
+def starting_page(prefix: str, reason: str) -> bytes:
+    """The owner's page while the app starts: its output live, and on to the app once it is ready."""
+    base = json.dumps(f"{prefix}/_trioproxy")
+    body = f"""
+<p id="reason">{html.escape(reason)}</p>
+<p class="muted">This page follows the app's start and opens it as soon as it is ready.</p>
+<h2>The app's output</h2>
+<pre id="log"></pre>
+<script>
+const es = new EventSource({base} + "/logs?follow=1");
+const log = document.getElementById("log");
+es.addEventListener("line", e => {{ log.textContent += e.data + "\\n"; }});
+es.addEventListener("status", e => {{
+  const s = JSON.parse(e.data);
+  document.getElementById("reason").textContent = s.reason || s.status;
+  if (s.ready) {{ es.close(); location.reload(); }}
+}});
+es.onerror = () => setTimeout(() => location.reload(), 2000);
+</script>
+"""
+    return _pages.render_html("The app is starting", body)
+
+
+def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
 
 
 def _host(scope: dict[str, Any]) -> str:

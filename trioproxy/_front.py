@@ -66,6 +66,7 @@ class Front:
             passage = await self.auth.admit(scope, own, route.target)
             if passage is None:
                 return
+            scope["trioproxy.user"] = passage.user
             if kind == "http":
                 await _http_proxy.forward(self.gateway, scope, receive, send, passage)
             else:

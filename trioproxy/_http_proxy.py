@@ -61,6 +61,7 @@ async def forward(
     if first["type"] == "http.disconnect":
         return
     body = first.get("body", b"")
+    gw.metrics.bytes_received += len(body)
     more_body = first.get("more_body", False)
     head_events: list[h11.Event] = [request]
     if body:
@@ -105,7 +106,7 @@ async def _exchange(
     client = _Client()
     outcome = "closed"
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_pump_request, conn, receive, more_body, nursery.cancel_scope, client)
+        nursery.start_soon(_pump_request, gw, conn, receive, more_body, nursery.cancel_scope, client)
         outcome = await _talk(gw, scope, send, conn, head_events, more_body)
         nursery.cancel_scope.cancel()
     return "closed" if client.gone else outcome
@@ -119,6 +120,7 @@ async def _talk(
     head_events: list[h11.Event],
     more_body: bool,
 ) -> str:
+    sent_at = trio.current_time()
     try:
         with trio.fail_after(gw.settings.request_timeout_s):
             await conn.send(*head_events)
@@ -132,6 +134,8 @@ async def _talk(
             return "retry"
         await _fail_page(gw, scope, send, 502, _describe(exc))
         return "closed"
+    gw.metrics.upstream_latency(trio.current_time() - sent_at)
+    gw.metrics.request_done(response.status_code)
     resp_headers = _headers.downstream_response(response.headers)
     if not gw.app_uses_xsrf and _headers.sets_cookie(resp_headers, b"_xsrf"):
         gw.app_uses_xsrf = True  # its _xsrf is the app's from now on, not the Hub's: pass it
@@ -169,18 +173,20 @@ async def _relay_body(gw: Gateway, conn: Connection, send: Send, is_stream: bool
         # EventSource clients reconnect (to the Hub, the route being gone).
         ended = False
         with gw.long_lived.register():
-            ended = await _copy_body(conn, send, touch)
+            ended = await _copy_body(gw, conn, send, touch)
         if not ended:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         return ended
-    return await _copy_body(conn, send, touch)
+    return await _copy_body(gw, conn, send, touch)
 
 
-async def _copy_body(conn: Connection, send: Send, touch: Any) -> bool:
+async def _copy_body(gw: Gateway, conn: Connection, send: Send, touch: Any) -> bool:
+    metrics = gw.metrics
     while True:
         event = await conn.next_event()
         if isinstance(event, h11.Data):
             touch()
+            metrics.bytes_sent += len(event.data)
             await send({"type": "http.response.body", "body": bytes(event.data), "more_body": True})
         elif isinstance(event, h11.EndOfMessage):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -192,7 +198,7 @@ async def _copy_body(conn: Connection, send: Send, touch: Any) -> bool:
 
 
 async def _pump_request(
-    conn: Connection, receive: Receive, more_body: bool, scope: trio.CancelScope, client: _Client
+    gw: Gateway, conn: Connection, receive: Receive, more_body: bool, scope: trio.CancelScope, client: _Client
 ) -> None:
     """Send the rest of the request body, then wait for the client to go away.
 
@@ -209,6 +215,7 @@ async def _pump_request(
         if not more_body:
             continue
         data = message.get("body", b"")
+        gw.metrics.bytes_received += len(data)
         more_body = message.get("more_body", False)
         if not upstream_ok:
             continue
@@ -223,9 +230,11 @@ async def _pump_request(
 
 
 async def _fail_page(gw: Gateway, scope: dict[str, Any], send: Send, status: int, reason: str) -> None:
+    gw.metrics.request_done(status)
     title = {502: "The app did not answer", 504: "The app took too long"}.get(status, "Proxy error")
     logger.warning("%s %s -> %d: %s", scope["method"], scope["path"], status, reason)
-    body = _pages.render(title, [reason[:1].upper() + reason[1:] + "."], log_lines=gw.state.tail.lines(10))
+    lines = gw.state.tail.lines(10) if gw.may_see_logs(scope) else ()
+    body = _pages.render(title, [reason[:1].upper() + reason[1:] + "."], log_lines=lines)
     await _pages.send_http(send, status, body)
 
 

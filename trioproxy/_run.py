@@ -59,10 +59,11 @@ def run_main(settings: Settings) -> int:
 async def run(settings: Settings) -> int:
     shutdown = Shutdown()
     state = AppState(LogTail(settings.child.log_tail_lines))
+    metrics = Metrics()
     pool = Pool(settings.proxy.pool_idle_max)
     tracker = ActivityTracker()
-    metrics = Metrics()
-    gateway = Gateway(settings.proxy, state, pool, tracker)
+    gateway = Gateway(settings.proxy, state, pool, tracker, metrics=metrics, owner=settings.hub.user,
+                      logs_for_all=settings.hub.authtype == "none")
     supervisor = Supervisor(settings.child, state, on_ready=pool.reset)
     budget = settings.server.shutdown_timeout_s
     subreaper = _reaper.become_subreaper()

@@ -135,6 +135,21 @@ async def _run_pumps(gw: Gateway, receive: Receive, send: Send, upstream: trio_w
     """Pump both ways until one side ends; then close the other side with the right code."""
     # What ended the pair: ("client", code, reason) or ("app", code, reason).
     ended: list[tuple[str, int | None, str]] = []
+    gw.metrics.websockets_open += 1
+    gw.metrics.websockets_total += 1
+    try:
+        await _pump_pair(gw, receive, send, upstream, ended)
+    finally:
+        gw.metrics.websockets_open -= 1
+
+
+async def _pump_pair(
+    gw: Gateway,
+    receive: Receive,
+    send: Send,
+    upstream: trio_websocket.WebSocketConnection,
+    ended: list[tuple[str, int | None, str]],
+) -> None:
     with gw.long_lived.register():
         async with trio.open_nursery() as pumps:
             pumps.start_soon(_client_to_app, gw, receive, upstream, ended, pumps.cancel_scope)
@@ -159,6 +174,7 @@ async def _client_to_app(
     scope: trio.CancelScope,
 ) -> None:
     touch = gw.tracker.touch
+    metrics = gw.metrics
     try:
         while True:
             message = await receive()
@@ -166,7 +182,9 @@ async def _client_to_app(
             if kind == "websocket.receive":
                 touch()
                 data = message.get("bytes")
-                await upstream.send_message(data if data is not None else message.get("text") or "")
+                payload = data if data is not None else message.get("text") or ""
+                metrics.bytes_received += len(payload)
+                await upstream.send_message(payload)
             elif kind == "websocket.disconnect":
                 ended.append(("client", message.get("code"), message.get("reason") or ""))
                 break
@@ -183,10 +201,12 @@ async def _app_to_client(
     scope: trio.CancelScope,
 ) -> None:
     touch = gw.tracker.touch
+    metrics = gw.metrics
     try:
         while True:
             message = await upstream.get_message()
             touch()
+            metrics.bytes_sent += len(message)
             if isinstance(message, str):
                 await send({"type": "websocket.send", "text": message})
             else:
