@@ -16,7 +16,7 @@ HUB4_SPEC ?= jupyterhub>=4.1,<4.2
 HUB5_SPEC ?= jupyterhub>=5.4,<6
 CHP_SPEC  ?= configurable-http-proxy@5
 
-.PHONY: demo test venv install install-test unit fuzz clean
+.PHONY: demo test venv install install-test unit fuzz soak clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -74,9 +74,17 @@ test: install-test
 unit: install-test
 	$(PY) -m pytest tests/test_settings.py tests/test_template.py tests/test_routing.py tests/test_headers.py tests/test_applog.py
 
+# The tests of known gaps, excluded from make test (README: Known gaps)
+gaps: install-test
+	$(PY) -m pytest -q -m gap
+
 # The long fuzz run (the suite runs a short one)
 fuzz: install-test
 	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q tests/test_fuzz.py
+
+# The long soak (the suite runs a quick one): 1,000 websockets, 100 streams, 3 minutes, then SIGTERM
+soak: install-test
+	SOAK_SECONDS=180 $(PY) -m pytest -q -s tests/test_soak.py
 
 # Benchmarks (issue 4): make bench, make bench-quick
 -include benchmarks/bench.mk

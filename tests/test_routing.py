@@ -56,3 +56,11 @@ def test_keep_prefix_forwards_the_whole_path():
 def test_owner_controls_under_the_prefix_need_login():
     r = Router.for_prefix("/user/dan")
     assert r.route("GET", b"/user/dan/_trioproxy/status", b"") == Internal(b"/_trioproxy/status", login=True)
+
+
+def test_dot_segments_may_not_leave_the_prefix():
+    r = Router.for_prefix("/user/dan")
+    for path in (b"/user/dan/../eve/", b"/user/dan/%2e%2e/eve/x", b"/user/dan/.%2E/eve", b"/user/dan/x/../../eve"):
+        assert r.route("GET", path, b"") == NotFound(), path
+    assert r.route("GET", b"/user/dan/a/../b", b"") == Forward(b"/a/../b")
+    assert r.route("GET", b"/user/dan/v1.2/file.txt", b"") == Forward(b"/v1.2/file.txt")

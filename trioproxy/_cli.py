@@ -226,4 +226,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from ._run import run_main
 
-    sys.exit(run_main(settings))
+    code = run_main(settings)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        # The log's disk is full (or its pipe gone): Python would turn the failed
+        # flush at exit into exit code 120; the run itself went fine.
+        os._exit(code)
+    sys.exit(code)

@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from . import _http_proxy, _pages, _routing, _ws_proxy
+from . import _headers, _http_proxy, _pages, _routing, _ws_proxy
 from ._appgate import Gateway
 from ._auth import Authenticator
 from ._child import Status
@@ -41,7 +41,9 @@ class Front:
         hub_version: Callable[[], str | None] = lambda: None,
         hold_probe_s: float = 0.0,
         metrics_login: Callable[[dict[str, Any]], bool] = lambda scope: False,
+        max_header_bytes: int = 64 * 2**10,
     ) -> None:
+        self.max_header_bytes = max_header_bytes
         self.metrics_login = metrics_login
         self.gateway = gateway
         self.auth = auth
@@ -56,6 +58,15 @@ class Front:
             await self.web(scope, receive, send)
             return
         own = self._stamped(send)
+        problem = _headers.request_problem(
+            scope.get("http_version", "1.1"), scope["raw_path"], scope["query_string"], scope["headers"],
+            self.max_header_bytes,
+        )
+        if problem is not None:
+            status, reason = problem
+            body = _pages.render(f"{status}: Bad request", [reason[:1].upper() + reason[1:] + "."])
+            await _pages.respond(scope, own, status, body, [(b"connection", b"close")])
+            return
         method = scope.get("method", "GET")
         route = self.router.route(method, scope["raw_path"], scope["query_string"])
         if isinstance(route, _routing.Forward):

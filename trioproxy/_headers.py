@@ -158,8 +158,11 @@ def upstream_websocket(
 
 def downstream_response(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
     """Headers of the app's response for the client: everything end-to-end, in order,
-    repeats (Set-Cookie) kept, Content-Encoding untouched."""
-    return strip_hop_by_hop(headers)
+    repeats (Set-Cookie) kept, Content-Encoding untouched. A Content-Length sent
+    beside Transfer-Encoding is dropped (RFC 9112 §6.3: the coding wins)."""
+    headers = list(headers)
+    extra = frozenset({b"content-length"}) if get(headers, b"transfer-encoding") is not None else frozenset()
+    return strip_hop_by_hop(headers, extra)
 
 
 def downstream_websocket_accept(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
@@ -184,3 +187,49 @@ def strip_query_arg(query: bytes, name: str) -> bytes:
     if len(kept) == len(parts):
         return query
     return b"&".join(kept)
+
+
+#: Characters a Host header may hold (RFC 3986 reg-name, IP literal, port).
+_HOST_OK = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%")
+
+
+def request_problem(
+    http_version: str, raw_path: bytes, query: bytes, headers: Sequence[tuple[bytes, bytes]], max_bytes: int
+) -> tuple[int, str] | None:
+    """Why a request must not reach the app, as (status, reason), or None.
+
+    Checked before anything is forwarded, so that what the app sees is never
+    ambiguous: a request with both Content-Length and Transfer-Encoding (the
+    classic smuggling vector), a coding other than chunked, several differing
+    lengths, a malformed Host, an unknown HTTP version, or a head larger than
+    the limit (the server enforces it only on heads that arrive in pieces).
+    """
+    if http_version not in ("1.0", "1.1"):
+        return 505, f"HTTP/{http_version} is not supported"
+    if len(raw_path) + len(query) > max_bytes:
+        return 414, "the URL is too long"
+    size = 0
+    lengths: set[bytes] = set()
+    codings: list[bytes] = []
+    hosts = 0
+    for name, value in headers:
+        size += len(name) + len(value) + 4
+        if name == b"content-length":
+            lengths.update(v.strip() for v in value.split(b","))
+        elif name == b"transfer-encoding":
+            codings += [c.strip().lower() for c in value.split(b",") if c.strip()]
+        elif name == b"host":
+            hosts += 1
+            if not value or any(c not in _HOST_OK for c in value):
+                return 400, "the Host header is malformed"
+    if size > max_bytes:
+        return 431, "the request headers are too large"
+    if hosts > 1:
+        return 400, "more than one Host header"
+    if codings and lengths:
+        return 400, "both Content-Length and Transfer-Encoding"
+    if codings and codings != [b"chunked"]:
+        return 501, "only the chunked transfer coding is supported"
+    if len(lengths) > 1 or any(not v.isdigit() for v in lengths):
+        return 400, "conflicting or malformed Content-Length"
+    return None

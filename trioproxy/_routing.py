@@ -74,6 +74,8 @@ class Router:
         if raw_path.startswith(OPS):
             return Internal(raw_path)
         prefix = self.prefix
+        if (b"." in raw_path or b"%2" in raw_path) and not _stays_under(raw_path, prefix):
+            return NotFound()  # /user/dan/../eve/ and its encoded forms
         qs = b"?" + query if query else b""
         if raw_path.startswith(prefix):
             rest = raw_path[len(prefix) :]
@@ -102,3 +104,21 @@ def _redirect_status(method: str, *, temporary: bool) -> int:
     if method in ("GET", "HEAD"):
         return 302 if temporary else 301
     return 307 if temporary else 308
+
+
+def _stays_under(raw_path: bytes, prefix: bytes) -> bool:
+    """Does ``raw_path``, with its dot-segments resolved (``%2e`` counted as '.'),
+    stay under ``prefix/``? Paths without dot-segments always do what they say."""
+    path = raw_path.replace(b"%2e", b".").replace(b"%2E", b".")
+    segments = path.split(b"/")
+    if not any(seg in (b".", b"..") for seg in segments):
+        return True
+    out: list[bytes] = []
+    for seg in segments[1:]:
+        if seg == b"..":
+            if out:
+                out.pop()
+        elif seg != b".":
+            out.append(seg)
+    resolved = b"/" + b"/".join(out)
+    return resolved.startswith(prefix + b"/") or (resolved == prefix and bool(prefix))

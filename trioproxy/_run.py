@@ -90,6 +90,7 @@ async def run(settings: Settings) -> int:
             hub_version=lambda: hub.version,
             hold_probe_s=settings.hub.ready_timeout_s,
             metrics_login=lambda scope: _wants_metrics_login(settings, scope),
+            max_header_bytes=settings.server.max_header_bytes,
         )
         try:
             async with trio.open_nursery() as root:

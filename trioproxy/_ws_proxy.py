@@ -20,8 +20,10 @@ import logging
 from typing import Any
 
 import trio
+import h11
 import trio_websocket
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from . import _headers, _pages
 from ._appgate import Gateway
@@ -125,6 +127,9 @@ async def bridge(
         rejected = group.exceptions[0]
     except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
         problem = (502, f"the app's websocket failed during the handshake ({group.exceptions[0]!r})")
+    except* (h11.ProtocolError, LocalProtocolError, RemoteProtocolError) as group:
+        # e.g. a wrong Sec-WebSocket-Accept: trio-websocket's reader fails inside wsproto/h11.
+        problem = (502, f"the app's websocket handshake is malformed ({group.exceptions[0]})")
     if isinstance(rejected, ConnectionRejected):
         await _relay_rejection(send, rejected)
     elif problem is not None:
