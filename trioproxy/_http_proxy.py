@@ -134,6 +134,11 @@ async def _talk(
             return "retry"
         await _fail_page(gw, scope, send, 502, _describe(exc))
         return "closed"
+    head_bytes = sum(len(n) + len(v) + 4 for n, v in response.headers)
+    if head_bytes > gw.settings.app_head_max_bytes:
+        await _fail_page(gw, scope, send, 502, f"the app sent a response head of {head_bytes} bytes (the limit is "
+                         f"{gw.settings.app_head_max_bytes})")
+        return "closed"
     gw.metrics.upstream_latency(trio.current_time() - sent_at)
     gw.metrics.request_done(response.status_code)
     resp_headers = _headers.downstream_response(response.headers)

@@ -166,6 +166,8 @@ class ProxySettings:
     keep_prefix: bool = False
     #: /_trioproxy/metrics readable without login (--metrics-public).
     metrics_public: bool = False
+    #: An app's response head larger than this is a 502, in bytes.
+    app_head_max_bytes: int = MAX_HEADER_BYTES
 
 
 @dataclass(frozen=True)
