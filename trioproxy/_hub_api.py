@@ -14,6 +14,7 @@ import contextlib
 import http.cookiejar
 import logging
 import ssl
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -89,7 +90,11 @@ class HubAPI:
         self.version: str | None = None
 
     async def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        url = self.hub.api_url + path
+        """``method`` on ``{api}{path}`` (or on ``path`` itself when it is a full URL).
+
+        The one place where Hub API failures become :class:`HubUnavailable`.
+        """
+        url = path if "://" in path else self.hub.api_url + path
         try:
             with trio.fail_after(self.hub.api_timeout_s):
                 resp = await self.client.request(method, url, **kw)
@@ -99,7 +104,8 @@ class HubAPI:
         if version:
             self.version = version
         if resp.status_code >= 500:
-            raise HubUnavailable(f"the Hub API answered {resp.status_code} to {method} {path}")
+            shown = path if "://" not in path else urllib.parse.urlsplit(path).path
+            raise HubUnavailable(f"the Hub API answered {resp.status_code} to {method} {shown}")
         return resp
 
     async def call_root(self) -> None:
@@ -163,16 +169,6 @@ class HubAPI:
 
     async def post_activity(self, body: dict[str, Any]) -> httpx.Response:
         """POST ``$JUPYTERHUB_ACTIVITY_URL`` (a full URL, usually under the API)."""
-        try:
-            with trio.fail_after(self.hub.api_timeout_s):
-                resp = await self.client.post(
-                    self.hub.activity_url, json=body, headers={"Authorization": f"token {self.hub.api_token}"}
-                )
-        except (httpx.HTTPError, trio.TooSlowError, OSError, ssl.SSLError) as exc:
-            raise HubUnavailable(f"the Hub cannot be reached for activity: {_why(exc)}") from None
-        version = resp.headers.get("x-jupyterhub-version")
-        if version:
-            self.version = version
-        if resp.status_code >= 500:
-            raise HubUnavailable(f"the Hub answered {resp.status_code} to the activity report")
-        return resp
+        return await self._call(
+            "POST", self.hub.activity_url, json=body, headers={"Authorization": f"token {self.hub.api_token}"}
+        )
