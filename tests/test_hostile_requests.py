@@ -196,10 +196,10 @@ async def test_request_smuggling_is_impossible():
         async with run_proxy(BAD) as p:
             await p.wait_ready()
             await check_cases(p, [(n, d, s, True) for n, d, s, _ in SMUGGLING], problems)
-            # h11 itself refuses a head with Content-Length before Transfer-Encoding, and
-            # hypercorn then closes without an answer: not the 400 we give for the other
-            # order, but nothing reaches the app (checked below), which is what matters here.
-            problems = [x for x in problems if not x.startswith("Content-Length then Transfer-Encoding: no response")]
+            # The refusal races hypercorn's parsing of the pipelined request behind it
+            # (it used to close the socket under the 400 about half the time): repeat.
+            for n, d, s, _ in SMUGGLING[:3]:
+                await check_cases(p, [(f"{n} (again, #{i})", d, s, True) for i in range(10)], problems)
 
             # A GET whose Content-Length body looks like a request: it is a body, not a request.
             inner = b"GET /user/test/smuggled-getbody HTTP/1.1\r\nHost: a\r\n\r\n"

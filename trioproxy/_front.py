@@ -28,6 +28,10 @@ HUB_PROBE = b"/api"
 METRICS = b"/_trioproxy/metrics"
 #: While the app starts, the probe is answered with 503 and this Retry-After.
 PROBE_RETRY_S = 1
+#: Before refusing a request whose framing is in doubt, read what arrived of its body
+#: for up to this long and this much (see ``_drain``).
+REFUSE_DRAIN_S = 0.5
+REFUSE_DRAIN_BYTES = 1 << 20
 
 
 class Front:
@@ -65,6 +69,8 @@ class Front:
         if problem is not None:
             status, reason = problem
             body = _pages.render(f"{status}: Bad request", [reason[:1].upper() + reason[1:] + "."])
+            if kind == "http":
+                await _drain(receive)
             await _pages.respond(scope, own, status, body, [(b"connection", b"close")])
             return
         method = scope.get("method", "GET")
@@ -119,3 +125,22 @@ class Front:
             await send(message)
 
         return stamped
+
+
+async def _drain(receive: Any) -> None:
+    """Read the body hypercorn has already taken in, bounded in time and size.
+
+    A refused request is answered with ``Connection: close``. If that answer goes
+    out while hypercorn is still parsing bytes the client sent behind the head (a
+    pipelined request, as in a smuggling attempt), h11 reports them as "data when
+    expecting EOF" and hypercorn closes the socket under the answer being written
+    (the client gets nothing, the log a BusyResourceError). Once the body is read,
+    hypercorn waits for the answer before it looks at what follows.
+    """
+    seen = 0
+    with trio.move_on_after(REFUSE_DRAIN_S):
+        while seen <= REFUSE_DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            seen += len(message.get("body", b""))
