@@ -20,7 +20,7 @@ from typing import TextIO
 import trio
 
 from . import _scopes
-from ._hub_api import HubAPI, HubRefused, HubSetupError, HubUnavailable, open_client
+from ._hub_api import HubRefused, HubSetupError, HubUnavailable, open_hub
 from ._settings import Settings
 
 #: Variables a Spawner sets that trioproxy relies on with --authtype oauth.
@@ -213,12 +213,11 @@ async def check_hub(settings: Settings, report: Report) -> None:
     if not hub.api_token:
         return
     try:
-        client = open_client(hub)
+        opened = open_hub(hub)
     except HubSetupError as exc:
         report.fail(str(exc), "check the JUPYTERHUB_SSL_* files")
         return
-    async with client as http:
-        api = HubAPI(hub, http)
+    async with opened as api:
         try:
             await api.call_root()
         except HubUnavailable as exc:

@@ -1,11 +1,16 @@
 """The Hub's REST API, as trioproxy uses it: who owns a token, code for token, activity.
 
-One ``httpx.AsyncClient`` for the process, made by :func:`open_client`: no
-cookie jar (a Hub answer must never leak into another call), no proxy
-variables from the environment (``HTTP_PROXY`` must not capture the Hub on
-loopback), bounded timeouts, and with internal SSL the server's client
-certificate and the Hub's CA. Errors are translated here, once: callers see
-:class:`HubUnavailable` (the Hub could not be asked) or a plain answer.
+One ``httpx.AsyncClient`` for the process, owned by :class:`HubAPI` (open it
+with :func:`open_hub`): no cookie jar (a Hub answer must never leak into
+another call), no proxy variables from the environment (``HTTP_PROXY`` must not
+capture the Hub on loopback), bounded timeouts, and with internal SSL the
+server's client certificate and the Hub's CA. Errors are translated here,
+once: callers see :class:`HubUnavailable` (the Hub could not be asked) or a
+plain answer.
+
+httpx is imported when the first call is made, not with this module: it is
+about 50 ms of start-up (a third of it its command-line extras), and a server
+without a Hub (``--authtype none``, no API token) never calls it.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import logging
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import trio
 
 from ._settings import HubSettings
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -54,25 +61,48 @@ def ssl_context(hub: HubSettings) -> ssl.SSLContext | None:
     return ctx
 
 
-def open_client(hub: HubSettings) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
-    """The client, as an async context manager. Raises :class:`HubSetupError` at once for bad TLS files."""
-    return _client(hub, ssl_context(hub) or True)
+def open_hub(hub: HubSettings) -> contextlib.AbstractAsyncContextManager[HubAPI]:
+    """A :class:`HubAPI` (as an async context manager) whose client is closed on exit.
+
+    Raises :class:`HubSetupError` at once for unreadable TLS files.
+    """
+    return _closing(HubAPI(hub, ssl_context(hub) or True))
 
 
 @contextlib.asynccontextmanager
-async def _client(hub: HubSettings, verify: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def _closing(api: HubAPI) -> AsyncIterator[HubAPI]:
+    try:
+        yield api
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+            await api.aclose()
+
+
+#: Closing the client (its pooled connections) may take this long at exit.
+CLOSE_TIMEOUT_S = 2.0
+
+
+def _httpx() -> Any:
+    """The httpx module, imported on first use (see the module's docstring)."""
+    import httpx  # noqa: PLC0415
+
+    return httpx
+
+
+def _new_client(hub: HubSettings, verify: Any) -> httpx.AsyncClient:
+    httpx = _httpx()
     jar = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    async with httpx.AsyncClient(
+    return httpx.AsyncClient(
         trust_env=False,
         cookies=jar,
         verify=verify,
         timeout=httpx.Timeout(hub.api_timeout_s, connect=hub.api_connect_timeout_s),
         follow_redirects=False,
-    ) as client:
-        yield client
+    )
 
 
 def _why(exc: BaseException) -> str:
+    httpx = _httpx()
     if isinstance(exc, trio.TooSlowError | httpx.TimeoutException):
         return "it did not answer in time"
     if isinstance(exc, httpx.ConnectError):
@@ -83,11 +113,23 @@ def _why(exc: BaseException) -> str:
 class HubAPI:
     """Calls to ``$JUPYTERHUB_API_URL``; learns the Hub's version from its answers."""
 
-    def __init__(self, hub: HubSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, hub: HubSettings, verify: Any = True) -> None:
         self.hub = hub
-        self.client = client
+        self._verify = verify
+        self._client: httpx.AsyncClient | None = None
+        self._errors: tuple[type[BaseException], ...] = ()
         #: The Hub's version (from its X-JupyterHub-Version header), once known.
         self.version: str | None = None
+
+    def _open(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = _new_client(self.hub, self._verify)
+            self._errors = (_httpx().HTTPError, trio.TooSlowError, OSError, ssl.SSLError)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
     async def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         """``method`` on ``{api}{path}`` (or on ``path`` itself when it is a full URL).
@@ -95,10 +137,11 @@ class HubAPI:
         The one place where Hub API failures become :class:`HubUnavailable`.
         """
         url = path if "://" in path else self.hub.api_url + path
+        client = self._open()
         try:
             with trio.fail_after(self.hub.api_timeout_s):
-                resp = await self.client.request(method, url, **kw)
-        except (httpx.HTTPError, trio.TooSlowError, OSError, ssl.SSLError) as exc:
+                resp = await client.request(method, url, **kw)
+        except self._errors as exc:
             raise HubUnavailable(f"the Hub API at {self.hub.api_url} cannot be reached: {_why(exc)}") from None
         version = resp.headers.get("x-jupyterhub-version")
         if version:

@@ -20,30 +20,39 @@ A second signal skips the drain.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
+from typing import Any
+
 import trio
 
-from . import _activity, _controls, _hub_api, _reaper
+from . import _activity, _hub_api, _reaper
 from ._activity import ActivityTracker
 from ._applog import LogTail
 from ._appgate import Gateway
 from ._auth import Authenticator, NoAuth
 from ._hub_api import HubAPI
+from ._lazyapp import LazyApp
 from ._metrics import Metrics
-from ._oauth import HubOAuth
-from ._child import AppFailed, AppState, Supervisor
-from ._front import Front
+from ._child import AppFailed, AppState, Status, Supervisor
 from ._routing import Router
 from ._server import ServerError, serve
 from ._settings import Settings
 from ._shutdown import Shutdown
 from ._upstream import Pool
 from ._version import __version__
-from ._web import make_app
 
 logger = logging.getLogger(__name__)
+
+#: What serving needs beyond this module's imports, loaded by :func:`_preload` while the app
+#: starts: the front (websockets: trio-websocket) and the OAuth flow (authlib, cryptography).
+STACK_MODULES = ("trioproxy._front", "trioproxy._oauth")
+#: What the Quart-Trio app imports, loaded in a worker thread by :func:`_warm_web`.
+WEB_MODULES = ("quart", "quart_trio", "trioproxy._web", "trioproxy._controls")
+#: :func:`_warm_web` waits this long after the app is ready, out of the way of its first pages.
+WEB_WARM_DELAY_S = 1.0
 
 #: Exit codes.
 EXIT_OK = 0
@@ -72,26 +81,12 @@ async def run(settings: Settings) -> int:
         logger.info("running as PID 1: handling signals and reaping orphans")
 
     try:
-        client = _hub_api.open_client(settings.hub)
+        opened = _hub_api.open_hub(settings.hub)
     except _hub_api.HubSetupError as exc:
         logger.error("%s", exc)
         return EXIT_SERVER_FAILED
     server_error: ServerError | None = None
-    async with client as hub_client:
-        hub = HubAPI(settings.hub, hub_client)
-        auth = _authenticator(settings, hub, gateway, metrics)
-        web = make_app(settings, auth, state)
-        _controls.register(web, settings, state, supervisor, metrics, shutdown)
-        front = Front(
-            gateway,
-            auth,
-            web,
-            Router.for_prefix(settings.proxy.prefix, keep_prefix=settings.proxy.keep_prefix),
-            hub_version=lambda: hub.version,
-            hold_probe_s=settings.hub.ready_timeout_s,
-            metrics_login=lambda scope: _wants_metrics_login(settings, scope),
-            max_header_bytes=settings.server.max_header_bytes,
-        )
+    async with opened as hub:
         try:
             async with trio.open_nursery() as root:
                 app_done, server_done = trio.Event(), trio.Event()
@@ -101,8 +96,13 @@ async def run(settings: Settings) -> int:
                 if subreaper or os.getpid() == 1:
                     root.start_soon(_reaper.reap_forever, lambda: supervisor.pid)
                 await root.start(_supervise, supervisor, shutdown, budget, app_done)
+                # The app is starting now. Load the serving stack in a worker thread meanwhile
+                # (the loop keeps pumping the app's output): start-up overlaps instead of adding up.
+                await trio.to_thread.run_sync(_preload, STACK_MODULES)
+                front, web = _make_front(settings, hub, gateway, metrics, state, supervisor, shutdown)
                 root.start_soon(_activity.report_activity, tracker, settings.activity, settings.hub, hub, metrics)
                 urls = await root.start(_serve, front, settings, shutdown, server_done)
+                root.start_soon(_warm_web, web, state)
                 logger.info(
                     "trioproxy %s listening on %s, prefix %s, auth %s",
                     __version__, ", ".join(urls), settings.proxy.prefix + "/", settings.hub.authtype,
@@ -136,6 +136,46 @@ async def run(settings: Settings) -> int:
     return shutdown.exit_code
 
 
+def _preload(modules: tuple[str, ...]) -> None:
+    for name in modules:
+        importlib.import_module(name)
+
+
+def _make_front(
+    settings: Settings,
+    hub: HubAPI,
+    gateway: Gateway,
+    metrics: Metrics,
+    state: AppState,
+    supervisor: Supervisor,
+    shutdown: Shutdown,
+) -> tuple[Any, LazyApp]:
+    """The ASGI app hypercorn serves, and the (lazily built) Quart-Trio app behind it."""
+    from ._front import Front  # noqa: PLC0415 (loaded by _preload, while the app starts)
+
+    auth = _authenticator(settings, hub, gateway, metrics)
+
+    def build_web() -> Any:
+        from . import _controls, _web  # noqa: PLC0415 (Quart: see _lazyapp)
+
+        app = _web.make_app(settings, auth, state)
+        _controls.register(app, settings, state, supervisor, metrics, shutdown)
+        return app
+
+    web = LazyApp(build_web, modules=WEB_MODULES)
+    front = Front(
+        gateway,
+        auth,
+        web,
+        Router.for_prefix(settings.proxy.prefix, keep_prefix=settings.proxy.keep_prefix),
+        hub_version=lambda: hub.version,
+        hold_probe_s=settings.hub.ready_timeout_s,
+        metrics_login=lambda scope: _wants_metrics_login(settings, scope),
+        max_header_bytes=settings.server.max_header_bytes,
+    )
+    return front, web
+
+
 def _wants_metrics_login(settings: Settings, scope: dict) -> bool:
     """A metrics request that brings a token to check (not needed when metrics are public)."""
     if settings.proxy.metrics_public or settings.hub.authtype == "none":
@@ -156,6 +196,8 @@ def _authenticator(settings: Settings, hub: HubAPI, gateway: Gateway, metrics: M
                     "(--cookie-secret-file keeps them)")
     else:
         logger.info("login cookies are sealed with the secret from %s", h.cookie_secret_source)
+    from ._oauth import HubOAuth  # noqa: PLC0415 (loaded by _preload)
+
     return HubOAuth(h, settings.proxy, hub, app_uses_xsrf=lambda: gateway.app_uses_xsrf, metrics=metrics)
 
 
@@ -183,12 +225,20 @@ async def _supervise(
 
 
 async def _serve(
-    front: Front, settings: Settings, shutdown: Shutdown, done: trio.Event, *, task_status: trio.TaskStatus[list[str]]
+    front: Any, settings: Settings, shutdown: Shutdown, done: trio.Event, *, task_status: trio.TaskStatus[list[str]]
 ) -> None:
     try:
         await serve(front, settings.server, shutdown, task_status=task_status)
     finally:
         done.set()
+
+
+async def _warm_web(web: LazyApp, state: AppState) -> None:
+    """Build the Quart-Trio app a moment after the app is first ready (if no request has yet)."""
+    while state.status is not Status.READY:
+        await state.changed()
+    await trio.sleep(WEB_WARM_DELAY_S)
+    await web.warm()
 
 
 async def _watch_signals(shutdown: Shutdown, budget: float) -> None:
