@@ -78,7 +78,7 @@ async def _collect(proxy: Proxy) -> None:
         for raw in done:
             line = raw.decode("utf-8", "replace")
             proxy.lines.append(line)
-            if " listening on " in line:
+            if " listening on " in line and "trioproxy.app" not in line:  # not an app's own "listening"
                 proxy.listening.set()
     if buf:
         proxy.lines.append(buf.decode("utf-8", "replace"))

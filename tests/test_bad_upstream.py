@@ -294,7 +294,6 @@ async def test_an_app_flooding_a_websocket():
             no_traceback(p)
 
 
-@pytest.mark.gap  # a known gap, not yet fixed: see the README, "Known gaps"
 async def test_websockets_an_app_breaks():
     problems: list[str] = []
     with trio.fail_after(60):

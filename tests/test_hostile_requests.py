@@ -443,7 +443,6 @@ WS_CASES = [
 ]
 
 
-@pytest.mark.gap  # a known gap, not yet fixed: see the README, "Known gaps"
 async def test_hostile_websocket_frames_get_their_close_codes():
     problems: list[str] = []
     with trio.fail_after(120):
@@ -500,7 +499,6 @@ async def test_hostile_websocket_frames_get_their_close_codes():
 # --- clients that stall ---------------------------------------------------------------------------
 
 
-@pytest.mark.gap  # a known gap, not yet fixed: see the README, "Known gaps"
 async def test_stalled_clients_are_cut_within_a_bound():
     """Clients that stall mid-request, mid-websocket-frame, or stop reading what they asked for are
     disconnected within STALL_BOUND_S, all at once and without slowing anyone else down."""

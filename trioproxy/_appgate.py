@@ -22,6 +22,7 @@ from ._metrics import Metrics
 from ._pages import Send
 from ._settings import ProxySettings
 from ._upstream import Pool
+from ._ws_keepalive import KeepAlive
 
 #: Lines of the app's output shown on a 502 page.
 PAGE_TAIL_LINES = 25
@@ -73,6 +74,8 @@ class Gateway:
     pool: Pool
     tracker: ActivityTracker
     long_lived: LongLived = field(default_factory=LongLived)
+    #: Pings silent websocket clients (its watcher runs in the root nursery).
+    keepalive: KeepAlive = field(init=False)
     metrics: Metrics = field(default_factory=Metrics)
     #: The app sets an ``_xsrf`` cookie of its own (jupyter-server, Voila): the
     #: login does not treat a cookie of that name as the Hub's.
@@ -81,6 +84,9 @@ class Gateway:
     #: The owner's name, and whether anyone may see the app's output (--authtype none).
     owner: str = ""
     logs_for_all: bool = False
+
+    def __post_init__(self) -> None:
+        self.keepalive = KeepAlive(self.settings.ws_ping_interval_s, self.settings.ws_ping_timeout_s)
 
     def may_see_logs(self, scope: dict[str, Any]) -> bool:
         """The app's output is the owner's: other users and the anonymous never see it."""

@@ -247,7 +247,12 @@ class Supervisor:
     async def _one_incarnation(self) -> float | None:
         """Run the app once, until it exits. Return how long it was ready (None: never)."""
         s = self.settings
-        port = self._fixed_port or _free_port()
+        try:
+            port = self._fixed_port or _free_port()
+        except OSError as exc:  # out of descriptors (EMFILE): a failed start, retried with backoff
+            self.state.set(Status.DOWN, f"could not be started: no port for it ({exc.strerror or exc})")
+            logger.error("could not start the app: no free port: %s", exc)
+            return None
         values = s.template_values(port, self.state.origin_host or "")
         try:
             argv = _template.render(s.command, values)

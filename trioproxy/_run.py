@@ -47,8 +47,19 @@ from ._version import __version__
 logger = logging.getLogger(__name__)
 
 #: What serving needs beyond this module's imports, loaded by :func:`_preload` while the app
-#: starts: the front (websockets: trio-websocket) and the OAuth flow (authlib, cryptography).
-STACK_MODULES = ("trioproxy._front", "trioproxy._oauth")
+#: starts: the front (websockets: trio-websocket), the OAuth flow (authlib, cryptography) and
+#: hypercorn with trioproxy's adjustments (what ``_server.serve`` imports).
+STACK_MODULES = (
+    "trioproxy._front",
+    "trioproxy._oauth",
+    "hypercorn.config",
+    "hypercorn.trio.lifespan",
+    "hypercorn.trio.worker_context",
+    "hypercorn.utils",
+    "trioproxy._hypercorn_ws",
+    "trioproxy._accept",
+    "trioproxy._tcp",
+)
 #: What the Quart-Trio app imports, loaded in a worker thread by :func:`_warm_web`.
 WEB_MODULES = ("quart", "quart_trio", "trioproxy._web", "trioproxy._controls")
 #: :func:`_warm_web` waits this long after the app is ready, out of the way of its first pages.
@@ -103,6 +114,7 @@ async def run(settings: Settings) -> int:
                 root.start_soon(_activity.report_activity, tracker, settings.activity, settings.hub, hub, metrics)
                 urls = await root.start(_serve, front, settings, shutdown, server_done)
                 root.start_soon(_warm_web, web, state)
+                root.start_soon(gateway.keepalive.run)
                 logger.info(
                     "trioproxy %s listening on %s, prefix %s, auth %s",
                     __version__, ", ".join(urls), settings.proxy.prefix + "/", settings.hub.authtype,

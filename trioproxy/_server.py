@@ -6,28 +6,27 @@ sockets are closed at once (no connection waits in a backlog), idle
 keep-alive connections are closed, in-flight requests drain until the
 deadline, and then every connection socket is closed even if a send to a
 stalled client is blocked (hypercorn shields those sends).
+
+Connections are accepted by :mod:`._accept` (which refuses new ones near the
+open-file limit) and served by :mod:`._tcp`'s ``TCPServer``, which cuts a
+client that stops reading.
 """
 
 from __future__ import annotations
 
 import errno
-import functools
 import logging
 import socket
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio.lifespan import Lifespan
-from hypercorn.trio.tcp_server import TCPServer
-from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import ConnectionState
-from hypercorn.utils import wrap_app
 
-from . import _hypercorn_ws
 from ._settings import ServerSettings
 from ._shutdown import Shutdown
+
+if TYPE_CHECKING:
+    from hypercorn.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +39,8 @@ class ServerError(Exception):
 
 
 def make_config(s: ServerSettings) -> Config:
+    from hypercorn.config import Config  # noqa: PLC0415 (see STACK_MODULES)
+
     config = Config()
     config.alpn_protocols = ["http/1.1"]  # the Hub and CHP speak HTTP/1.1 to us
     config.include_date_header = False  # the app's own Date passes through
@@ -105,6 +106,17 @@ async def serve(
 
     "Started" means listening: the value is the list of bound URLs.
     """
+    # Imported here, not with the module: hypercorn is a fifth of trioproxy's start-up,
+    # and ``_run`` loads it in a worker thread while the app starts (STACK_MODULES).
+    from hypercorn.trio.lifespan import Lifespan  # noqa: PLC0415
+    from hypercorn.trio.worker_context import WorkerContext  # noqa: PLC0415
+    from hypercorn.typing import ConnectionState  # noqa: PLC0415
+    from hypercorn.utils import wrap_app  # noqa: PLC0415
+
+    from . import _hypercorn_ws  # noqa: PLC0415
+    from ._accept import Acceptor  # noqa: PLC0415
+    from ._tcp import StallBoundTCPServer  # noqa: PLC0415
+
     _hypercorn_ws.install()
     config = make_config(settings)
     try:
@@ -112,12 +124,6 @@ async def serve(
     except (OSError, ssl.SSLError) as exc:
         raise ServerError(f"cannot load the TLS files: {exc}") from None
     socks = bind(settings)
-    listeners: list[Any] = []
-    for sock in socks:
-        listener: Any = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-        if ssl_context is not None:
-            listener = trio.SSLListener(listener, ssl_context, https_compatible=True)
-        listeners.append(listener)
     app = wrap_app(front, config.wsgi_max_body_size, "asgi")
     context = WorkerContext(None)
     lifespan = Lifespan(app, config, {})
@@ -126,25 +132,32 @@ async def serve(
     async def handle(stream: Any) -> None:
         streams.add(stream)
         try:
-            await TCPServer(app, config, context, ConnectionState({}), stream)
+            await StallBoundTCPServer(
+                app, config, context, ConnectionState({}), stream, stall_s=settings.send_stall_s
+            )
         finally:
             streams.discard(stream)
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
-        async with trio.open_nursery() as connections:
-            async with trio.open_nursery() as accepting:
-                accepting.start_soon(functools.partial(trio.serve_listeners, handle, listeners, handler_nursery=connections))
-                task_status.started(bound_urls(socks, settings.tls))
-                await shutdown.requested.wait()
-                accepting.cancel_scope.cancel()
-            for listener in listeners:
-                await listener.aclose()
-            logger.info("shutdown: stopped accepting connections (+%.0f ms)", shutdown.elapsed_ms())
-            await context.terminated.set()  # idle keep-alive connections close now
-            shutdown.drain_scope(connections.cancel_scope)
-            lifespan_nursery.start_soon(_close_at_deadline, shutdown, streams)
+        with Acceptor(settings, ssl_context) as acceptor:
+            async with trio.open_nursery() as connections:
+                try:
+                    async with trio.open_nursery() as accepting:
+                        for sock in socks:
+                            accepting.start_soon(acceptor.serve, sock, handle, connections)
+                        task_status.started(bound_urls(socks, settings.tls))
+                        await shutdown.requested.wait()
+                        accepting.cancel_scope.cancel()
+                finally:
+                    for sock in socks:
+                        trio.lowlevel.notify_closing(sock)
+                        sock.close()
+                logger.info("shutdown: stopped accepting connections (+%.0f ms)", shutdown.elapsed_ms())
+                await context.terminated.set()  # idle keep-alive connections close now
+                shutdown.drain_scope(connections.cancel_scope)
+                lifespan_nursery.start_soon(_close_at_deadline, shutdown, streams)
         left = len(streams)
         logger.info("shutdown: connections drained (+%.0f ms)%s", shutdown.elapsed_ms(), f", {left} cut" if left else "")
         await lifespan.wait_for_shutdown()

@@ -43,6 +43,13 @@ CHILD_STOP_GRACE_S = 3.0
 PUMP_DRAIN_S = 0.5
 #: Bound on each side's websocket closing handshake, in seconds.
 WS_CLOSE_TIMEOUT_S = 1.0
+#: A websocket client silent this long is pinged; one that then sends nothing
+#: (not even the pong every browser answers with) for WS_PING_TIMEOUT_S more is
+#: cut with 1011, in seconds. Together below KEEP_ALIVE_S, the bound on a stalled
+#: client. 0 turns pings off. Tests shorten them with TRIOPROXY_WEBSOCKET_PING_INTERVAL
+#: and TRIOPROXY_WEBSOCKET_PING_TIMEOUT (seconds).
+WS_PING_INTERVAL_S = 30.0
+WS_PING_TIMEOUT_S = 20.0
 #: Activity: first report this long after start; one report may take this long;
 #: backoff after a failed report from first to cap; all in seconds.
 ACTIVITY_FIRST_REPORT_S = 5.0
@@ -60,6 +67,22 @@ UPSTREAM_POOL_IDLE_MAX = 64
 MAX_HEADER_BYTES = 64 * 2**10
 #: Idle client keep-alive, in seconds.
 KEEP_ALIVE_S = 75.0
+#: A client that sends nothing of its request body for this long (a stalled
+#: upload), or lets one write of ours wait this long (it stopped reading), is
+#: cut, in seconds. Below KEEP_ALIVE_S, which bounds a client stalled in a
+#: request head (hypercorn's idle timer) as well as an idle one.
+CLIENT_STALL_S = 60.0
+#: Open-file descriptors kept for the connections already open: a new client
+#: connection that would leave fewer than this many under RLIMIT_NOFILE is
+#: refused with a 503. Enough for a restart of the app (pipes, pidfd) and ten
+#: new connections to the app or the Hub at once.
+FD_HEADROOM = 16
+#: While connections are refused at the open-file limit, one warning per this
+#: many seconds at most.
+FD_WARN_EVERY_S = 60.0
+#: With not one descriptor to spare (or no kernel memory), accepting pauses
+#: this long between tries, in seconds.
+ACCEPT_RETRY_S = 0.1
 #: How long a token the Hub vouched for (or refused) is believed without
 #: asking again, in seconds: a revoked token stops working within this time.
 DEFAULT_AUTH_CACHE_TTL_S = 30.0
@@ -159,6 +182,8 @@ class ProxySettings:
     starting_wait_s: float = STARTING_WAIT_S
     pool_idle_max: int = UPSTREAM_POOL_IDLE_MAX
     ws_close_timeout_s: float = WS_CLOSE_TIMEOUT_S
+    ws_ping_interval_s: float = WS_PING_INTERVAL_S
+    ws_ping_timeout_s: float = WS_PING_TIMEOUT_S
     forward_user_info: bool = False
     query_user_info: bool = False
     progressive: bool = False
@@ -168,6 +193,8 @@ class ProxySettings:
     metrics_public: bool = False
     #: An app's response head larger than this is a 502, in bytes.
     app_head_max_bytes: int = MAX_HEADER_BYTES
+    #: A request body that stalls this long is cut (408 if no answer started), in seconds.
+    client_stall_s: float = CLIENT_STALL_S
 
 
 @dataclass(frozen=True)
@@ -184,6 +211,11 @@ class ServerSettings:
     ws_max_message_bytes: int
     max_header_bytes: int = MAX_HEADER_BYTES
     keep_alive_s: float = KEEP_ALIVE_S
+    #: One write to a client that waits this long cuts the connection, in seconds.
+    send_stall_s: float = CLIENT_STALL_S
+    fd_headroom: int = FD_HEADROOM
+    fd_warn_every_s: float = FD_WARN_EVERY_S
+    accept_retry_s: float = ACCEPT_RETRY_S
 
     @property
     def tls(self) -> bool:
@@ -321,6 +353,19 @@ def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(name, f"must be an integer, not {raw!r}") from None
 
 
+def _seconds_env(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be a number of seconds, not {raw!r}") from None
+    if not value >= 0:
+        raise SettingsError(name, "must not be negative")
+    return value
+
+
 def _flag_env(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -426,6 +471,8 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         conda_exe=env.get("CONDA_EXE", "") or "conda",
     )
     proxy = ProxySettings(
+        ws_ping_interval_s=_seconds_env(env, "TRIOPROXY_WEBSOCKET_PING_INTERVAL", WS_PING_INTERVAL_S),
+        ws_ping_timeout_s=_seconds_env(env, "TRIOPROXY_WEBSOCKET_PING_TIMEOUT", WS_PING_TIMEOUT_S),
         prefix=prefix,
         request_timeout_s=float(options["request_timeout"]) or float("inf"),
         ws_max_message_bytes=ws_max,

@@ -7,11 +7,20 @@ subprotocol the app chose and the app's handshake headers (Set-Cookie). Only
 then do messages flow, so nothing from the app can reach a client that has not
 been accepted yet.
 
-Cancellation: the upstream connection's reader and both pumps live in one
-nursery. Whichever side ends first cancels the other; its close code and
+Carrying messages: the client's messages go to the app straight from
+hypercorn's reader task (:class:`_Pair`, handed over in ``websocket.accept``,
+see :mod:`._hypercorn_ws`), so a slow app holds the client back; the app's
+messages go to the client from this bridge's task. No pump tasks, queues or
+ASGI dicts per message. The app's TCP stream is an :class:`._eager_stream.EagerStream`.
+Frames announcing more than --websocket-max-message-size are refused with 1009
+from their header on, in both directions (:mod:`._ws_limits`); a silent client
+is pinged and cut with 1011 if it never answers (:mod:`._ws_keepalive`).
+
+Ending: whichever side ends first cancels the bridge; its close code and
 reason are passed on (1005 "no code" and 1006 "abnormal" are never sent on the
-wire: they are mapped). At shutdown :class:`LongLived` cancels the pumps and
-both sides get 1001 "going away". Closing handshakes are bounded.
+wire: they are mapped). At shutdown :class:`LongLived` cancels the bridge and
+both sides get 1001 "going away". Closing handshakes are bounded, and the
+app's TCP connection is closed in every case.
 """
 
 from __future__ import annotations
@@ -25,9 +34,11 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from . import _headers, _pages
+from . import _headers, _pages, _ws_limits
 from ._appgate import Gateway
 from ._auth import Passage
+from ._eager_stream import open_eager_tcp_stream
+from ._hypercorn_ws import BRIDGE_KEY, ProxyWSStream
 from ._pages import Send
 
 logger = logging.getLogger(__name__)
@@ -41,6 +52,7 @@ UPSTREAM_RECEIVE_BYTES = 64 * 2**10
 
 GOING_AWAY = 1001
 INTERNAL_ERROR = 1011
+TOO_BIG = 1009
 
 
 def close_code_for_wire(code: int | None, *, peer_failed: int) -> int:
@@ -83,7 +95,7 @@ async def bridge(
     rejected: BaseException | None = None
     try:
         with trio.fail_after(gw.settings.request_timeout_s):
-            stream = await trio.open_tcp_stream(*address)
+            stream = await open_eager_tcp_stream(*address)
     except trio.TooSlowError:
         problem = (504, "the app did not accept the websocket connection in time")
     except OSError as exc:
@@ -114,14 +126,7 @@ async def bridge(
             if problem is not None:
                 conn_nursery.cancel_scope.cancel()
             else:
-                await send(
-                    {
-                        "type": "websocket.accept",
-                        "subprotocol": upstream.subprotocol,
-                        "headers": _headers.downstream_websocket_accept(upstream.handshake_headers),
-                    }
-                )
-                await _run_pumps(gw, receive, send, upstream)
+                await _run_pair(gw, send, upstream)
                 conn_nursery.cancel_scope.cancel()
     except* ConnectionRejected as group:
         rejected = group.exceptions[0]
@@ -130,95 +135,111 @@ async def bridge(
     except* (h11.ProtocolError, LocalProtocolError, RemoteProtocolError) as group:
         # e.g. a wrong Sec-WebSocket-Accept: trio-websocket's reader fails inside wsproto/h11.
         problem = (502, f"the app's websocket handshake is malformed ({group.exceptions[0]})")
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)  # the app's end is closed, whatever happened
     if isinstance(rejected, ConnectionRejected):
         await _relay_rejection(send, rejected)
     elif problem is not None:
         await _refuse(gw, scope, send, *problem)
 
 
-async def _run_pumps(gw: Gateway, receive: Receive, send: Send, upstream: trio_websocket.WebSocketConnection) -> None:
-    """Pump both ways until one side ends; then close the other side with the right code."""
-    # What ended the pair: ("client", code, reason) or ("app", code, reason).
-    ended: list[tuple[str, int | None, str]] = []
+class _Pair:
+    """One bridged websocket: what ended it, and the client's messages on their way to the app.
+
+    hypercorn's stream (:class:`._hypercorn_ws.ProxyWSStream`) calls
+    :meth:`from_client` from its reader task for each message, and
+    :meth:`client_closed` when the client's side ends; the bridge's own task
+    carries the app's messages to the client. ``ended`` is the first side to
+    end: ("client" or "app", close code, reason); None until then, and at shutdown.
+    """
+
+    __slots__ = ("upstream", "port", "ended", "scope", "touch", "metrics")
+
+    def __init__(self, gw: Gateway, upstream: trio_websocket.WebSocketConnection) -> None:
+        self.upstream = upstream
+        self.port: ProxyWSStream | None = None  # set by the stream when it takes the accept
+        self.ended: tuple[str, int | None, str] | None = None
+        self.scope: trio.CancelScope | None = None
+        self.touch = gw.tracker.touch
+        self.metrics = gw.metrics
+
+    async def from_client(self, message: bytes | str) -> None:
+        if self.ended is not None:
+            return
+        self.touch()
+        self.metrics.bytes_received += len(message)
+        try:
+            await self.upstream.send_message(message)
+        except ConnectionClosed as exc:
+            self.end(_app_closed(exc))
+
+    def client_closed(self, code: int, reason: str) -> None:
+        self.end(("client", code, reason))
+
+    def end(self, what: tuple[str, int | None, str]) -> None:
+        if self.ended is None:
+            self.ended = what
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+async def _run_pair(gw: Gateway, send: Send, upstream: trio_websocket.WebSocketConnection) -> None:
+    """Accept the client, carry messages both ways until one side ends; then close the other side with the right code."""
+    pair = _Pair(gw, upstream)
+    fits = _ws_limits.attach_to_trio_websocket(upstream, gw.settings.ws_max_message_bytes)
+    await send(
+        {
+            "type": "websocket.accept",
+            "subprotocol": upstream.subprotocol,
+            "headers": _headers.downstream_websocket_accept(upstream.handshake_headers),
+            BRIDGE_KEY: pair,
+        }
+    )
+    port = pair.port
+    if port is None:
+        raise RuntimeError("the websocket bridge needs hypercorn's stream from trioproxy._hypercorn_ws.install()")
+    if not fits:
+        pair.end(("app", TOO_BIG, "message too big"))
     gw.metrics.websockets_open += 1
     gw.metrics.websockets_total += 1
     try:
-        await _pump_pair(gw, receive, send, upstream, ended)
+        with gw.keepalive.watching(port), gw.long_lived.register() as scope:
+            pair.scope = scope
+            if pair.ended is not None:
+                scope.cancel()
+            await _app_to_client(pair, port)
+        with trio.CancelScope(shield=True), trio.move_on_after(gw.settings.ws_close_timeout_s):
+            await _close_other_side(pair, send)
     finally:
         gw.metrics.websockets_open -= 1
 
 
-async def _pump_pair(
-    gw: Gateway,
-    receive: Receive,
-    send: Send,
-    upstream: trio_websocket.WebSocketConnection,
-    ended: list[tuple[str, int | None, str]],
-) -> None:
-    with gw.long_lived.register():
-        async with trio.open_nursery() as pumps:
-            pumps.start_soon(_client_to_app, gw, receive, upstream, ended, pumps.cancel_scope)
-            pumps.start_soon(_app_to_client, gw, send, upstream, ended, pumps.cancel_scope)
-    with trio.CancelScope(shield=True), trio.move_on_after(gw.settings.ws_close_timeout_s):
-        if not ended:  # shutdown: say goodbye to both
-            await _close_client(send, GOING_AWAY, "server shutting down")
-            await upstream.aclose(GOING_AWAY, "server shutting down")
-        elif ended[0][0] == "client":
-            _, code, reason = ended[0]
-            await upstream.aclose(close_code_for_wire(code, peer_failed=GOING_AWAY), reason or None)
-        else:
-            _, code, reason = ended[0]
-            await _close_client(send, close_code_for_wire(code, peer_failed=INTERNAL_ERROR), reason)
-
-
-async def _client_to_app(
-    gw: Gateway,
-    receive: Receive,
-    upstream: trio_websocket.WebSocketConnection,
-    ended: list[tuple[str, int | None, str]],
-    scope: trio.CancelScope,
-) -> None:
-    touch = gw.tracker.touch
-    metrics = gw.metrics
+async def _app_to_client(pair: _Pair, port: ProxyWSStream) -> None:
+    get_message = pair.upstream.get_message
+    send_message = port.send_message
+    touch = pair.touch
+    metrics = pair.metrics
     try:
         while True:
-            message = await receive()
-            kind = message["type"]
-            if kind == "websocket.receive":
-                touch()
-                data = message.get("bytes")
-                payload = data if data is not None else message.get("text") or ""
-                metrics.bytes_received += len(payload)
-                await upstream.send_message(payload)
-            elif kind == "websocket.disconnect":
-                ended.append(("client", message.get("code"), message.get("reason") or ""))
-                break
-    except ConnectionClosed as exc:
-        ended.append(_app_closed(exc))
-    scope.cancel()
-
-
-async def _app_to_client(
-    gw: Gateway,
-    send: Send,
-    upstream: trio_websocket.WebSocketConnection,
-    ended: list[tuple[str, int | None, str]],
-    scope: trio.CancelScope,
-) -> None:
-    touch = gw.tracker.touch
-    metrics = gw.metrics
-    try:
-        while True:
-            message = await upstream.get_message()
+            message = await get_message()
             touch()
             metrics.bytes_sent += len(message)
-            if isinstance(message, str):
-                await send({"type": "websocket.send", "text": message})
-            else:
-                await send({"type": "websocket.send", "bytes": message})
+            await send_message(message)
     except ConnectionClosed as exc:
-        ended.append(_app_closed(exc))
-    scope.cancel()
+        pair.end(_app_closed(exc))
+
+
+async def _close_other_side(pair: _Pair, send: Send) -> None:
+    if pair.ended is None:  # shutdown: say goodbye to both
+        await _close_client(send, GOING_AWAY, "server shutting down")
+        await pair.upstream.aclose(GOING_AWAY, "server shutting down")
+    elif pair.ended[0] == "client":
+        _, code, reason = pair.ended
+        await pair.upstream.aclose(close_code_for_wire(code, peer_failed=GOING_AWAY), reason or None)
+    else:
+        _, code, reason = pair.ended
+        await _close_client(send, close_code_for_wire(code, peer_failed=INTERNAL_ERROR), reason)
 
 
 def _app_closed(exc: ConnectionClosed) -> tuple[str, int | None, str]:

@@ -346,6 +346,10 @@ async def websocket_command(scope, send, text):
     elif command == "flood" and argument.isdigit():
         for i in range(int(argument)):
             await send({"type": "websocket.send", "text": f"m{i}"})
+            if i % 256 == 255:
+                # Once the websocket is closed hypercorn's send returns at once, without a
+                # checkpoint: without this the rest of the flood would freeze the app.
+                await trio.sleep(0)
     else:
         return False
     return True

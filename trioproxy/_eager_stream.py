@@ -1,0 +1,101 @@
+"""A TCP stream to the app that sends and receives at once when the socket is ready.
+
+trio's ``SocketStream.send_all`` and ``receive_some`` yield to the scheduler
+even when the kernel takes the bytes (or has some) immediately: a full pass of
+trio's run loop (and an ``epoll_wait``) per call. On a websocket bridge, where
+each small message is one send and one receive, that is a measurable share of
+the work. :class:`EagerStream` first tries the plain non-blocking socket call
+and falls back to trio's (which waits, and translates errors) only when the
+socket would block or fails. To stay a good trio citizen it still yields
+every :data:`EAGER_RUN` eager calls, so a busy connection cannot starve others
+and cancellation is noticed.
+
+trio-websocket serialises its sends with a lock and receives from one task, so
+the eager path needs no conflict detection of its own.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import trio
+
+#: Eager (non-yielding) calls in a row before one goes through trio and yields.
+EAGER_RUN = 16
+#: receive_some() without a size reads up to this much (trio's default).
+RECEIVE_BYTES = 65536
+
+
+async def open_eager_tcp_stream(host: str, port: int) -> EagerStream:
+    """Connect like ``trio.open_tcp_stream`` (first address that works, TCP_NODELAY) and wrap the stream."""
+    infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    error: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        raw = socket.socket(family, kind, proto)
+        raw.setblocking(False)
+        sock = trio.socket.from_stdlib_socket(raw)
+        try:
+            await sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return EagerStream(trio.SocketStream(sock), raw)
+    raise error if error is not None else OSError(f"no address for {host}:{port}")
+
+
+class EagerStream(trio.abc.HalfCloseableStream):
+    def __init__(self, stream: trio.SocketStream, raw: socket.socket) -> None:
+        self.stream = stream
+        self.socket = stream.socket
+        self._raw = raw
+        self._run = 0
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._run < EAGER_RUN and data:
+            try:
+                sent = self._raw.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = -1  # let trio raise the right error
+            if sent == len(data):
+                self._run += 1
+                return
+            if sent > 0:
+                data = memoryview(data)[sent:]
+        self._run = 0
+        await self.stream.send_all(data)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        size = max_bytes or RECEIVE_BYTES
+        if self._run < EAGER_RUN:
+            try:
+                data = self._raw.recv(size)
+            except (BlockingIOError, InterruptedError):
+                # Wait here rather than in trio's receive_some, which would try (and fail) once more first.
+                self._run = 0
+                await trio.lowlevel.wait_readable(self._raw)
+                try:
+                    return self._raw.recv(size)
+                except OSError:
+                    pass  # let trio raise the right error (or wait again)
+            except OSError:
+                pass  # let trio raise the right error
+            else:
+                self._run += 1
+                return data
+        self._run = 0
+        return await self.stream.receive_some(max_bytes)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self.stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
