@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmarks.columns import COLUMNS
@@ -258,6 +259,7 @@ def document(results: Results, *, profile: Any, machine: list[tuple[str, str]], 
     lines += ["## Run", "", *_pairs(run_info), "", "## Machine", "", *_pairs(machine), "",
               "## Versions", "", *_pairs(versions), "",
               "## Targets (issue 4), from the medians below", "", *targets_table(results), "",
+              *_profiles(),
               f"## Results: medians of {profile.reps} repetition(s)", "",
               "Lower is better for ms, µs, MiB and KiB; higher for req/s, MiB/s and msg/s. "
               "`–`: not applicable (no proxy process on the direct column) or not measured.", "",
@@ -270,6 +272,14 @@ def document(results: Results, *, profile: Any, machine: list[tuple[str, str]], 
     if notes or results.errors:
         lines += ["", "## Notes and failures", ""] + [f"* {n}" for n in notes + results.errors]
     return "\n".join(lines) + "\n"
+
+
+def _profiles() -> list[str]:
+    """The hand-written analysis of the missed targets (benchmarks/PROFILES.md), if there is one."""
+    path = Path(__file__).with_name("PROFILES.md")
+    if not path.exists():
+        return []
+    return [path.read_text().rstrip(), ""]
 
 
 def _load_bound_lines(results: Results) -> list[str]:

@@ -2,8 +2,9 @@
 
 Flow: the gate (app ready?) -> headers (pure rules) -> a pooled h11
 connection -> request head and the first body chunk in one write -> the rest
-of the body pumped by a second task while the main task waits for the
-response head -> response head to the client -> body chunks as they come.
+of the body pumped by a second task (started once that write is done: two
+writers on one connection would interleave) while the main task waits for
+the response head -> response head to the client -> body chunks as they come.
 
 Cancellation: one nursery per request holds the body pump, which after the
 body watches for the client's ``http.disconnect``; a disconnect cancels the
@@ -133,8 +134,6 @@ async def _exchange(
                 client.watched = True
                 nursery.start_soon(_pump_request, gw, conn, receive, more_body, nursery.cancel_scope, client)
 
-        if more_body:
-            watch()
         outcome = await _talk(gw, scope, client.watching(send), conn, head_events, more_body, watch)
         nursery.cancel_scope.cancel()
     if client.stalled:
@@ -157,6 +156,8 @@ async def _talk(
     try:
         with trio.fail_after(gw.settings.request_timeout_s):
             await conn.send(*head_events)
+            if more_body:
+                watch()  # the rest of the body, on the connection now free for it
             response = None
             with trio.move_on_after(WATCH_AFTER_S):
                 response = await _response_head(conn)

@@ -61,7 +61,7 @@ LOG_TAIL_LINES = 40
 #: Longest app log line passed on; the rest is cut with a mark.
 LOG_LINE_MAX_BYTES = 8192
 #: Idle keep-alive connections to the app kept in the pool.
-UPSTREAM_POOL_IDLE_MAX = 64
+UPSTREAM_POOL_IDLE_MAX = 256
 #: Hypercorn's limit on request headers, in bytes (its 16 KiB default is too
 #: small for the cookie jars of a busy Hub domain).
 MAX_HEADER_BYTES = 64 * 2**10
