@@ -21,6 +21,7 @@ from ._appgate import Gateway
 from ._auth import Authenticator
 from ._child import Status
 from ._pages import Send
+from ._settings import REFUSE_DRAIN_BYTES, REFUSE_DRAIN_S
 
 #: The path (under the prefix) the Hub probes to see whether the server is up.
 HUB_PROBE = b"/api"
@@ -28,10 +29,6 @@ HUB_PROBE = b"/api"
 METRICS = b"/_trioproxy/metrics"
 #: While the app starts, the probe is answered with 503 and this Retry-After.
 PROBE_RETRY_S = 1
-#: Before refusing a request whose framing is in doubt, read what arrived of its body
-#: for up to this long and this much (see ``_drain``).
-REFUSE_DRAIN_S = 0.5
-REFUSE_DRAIN_BYTES = 1 << 20
 
 
 class Front:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._settings import HubSettings
+from ._settings import HUB_CLIENT_CLOSE_TIMEOUT_S, HubSettings
 
 if TYPE_CHECKING:
     import httpx
@@ -74,12 +74,8 @@ async def _closing(api: HubAPI) -> AsyncIterator[HubAPI]:
     try:
         yield api
     finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+        with trio.CancelScope(shield=True), trio.move_on_after(HUB_CLIENT_CLOSE_TIMEOUT_S):
             await api.aclose()
-
-
-#: Closing the client (its pooled connections) may take this long at exit.
-CLOSE_TIMEOUT_S = 2.0
 
 
 def _httpx() -> Any:

@@ -39,7 +39,7 @@ from ._metrics import Metrics
 from ._child import AppFailed, AppState, Status, Supervisor
 from ._routing import Router
 from ._server import ServerError, serve
-from ._settings import Settings
+from ._settings import WEB_WARM_DELAY_S, Settings
 from ._shutdown import Shutdown
 from ._upstream import Pool
 from ._version import __version__
@@ -62,8 +62,6 @@ STACK_MODULES = (
 )
 #: What the Quart-Trio app imports, loaded in a worker thread by :func:`_warm_web`.
 WEB_MODULES = ("quart", "quart_trio", "trioproxy._web", "trioproxy._controls")
-#: :func:`_warm_web` waits this long after the app is ready, out of the way of its first pages.
-WEB_WARM_DELAY_S = 1.0
 
 #: Exit codes.
 EXIT_OK = 0

@@ -72,6 +72,18 @@ KEEP_ALIVE_S = 75.0
 #: cut, in seconds. Below KEEP_ALIVE_S, which bounds a client stalled in a
 #: request head (hypercorn's idle timer) as well as an idle one.
 CLIENT_STALL_S = 60.0
+#: A request refused for its framing (400) has what arrived of its body read
+#: first, for up to this long and this many bytes (see ``_front._drain``).
+REFUSE_DRAIN_S = 0.5
+REFUSE_DRAIN_BYTES = 1 << 20
+#: A request without a body gets the task that watches for the client leaving
+#: only once its answer takes longer than this, in seconds (``_http_proxy``).
+WATCH_AFTER_S = 0.05
+#: The Quart-Trio app (trioproxy's own pages) is built this long after the app
+#: is first ready, if no request has built it yet, in seconds (``_run``).
+WEB_WARM_DELAY_S = 1.0
+#: Closing the Hub API client (its pooled connections) at exit, in seconds.
+HUB_CLIENT_CLOSE_TIMEOUT_S = 2.0
 #: Open-file descriptors kept for the connections already open: a new client
 #: connection that would leave fewer than this many under RLIMIT_NOFILE is
 #: refused with a 503. Enough for a restart of the app (pipes, pidfd) and ten
