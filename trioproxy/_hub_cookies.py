@@ -38,6 +38,5 @@ def is_credential(name: str, own: str = "") -> bool:
         return True
     if STATE_MARK in lowered:
         return True
-    if lowered.startswith(HOST_PREFIX):
-        lowered = lowered[len(HOST_PREFIX) :]
+    lowered = lowered.removeprefix(HOST_PREFIX)
     return lowered in HUB_COOKIES or lowered.startswith(LOGIN_PREFIXES)
