@@ -54,11 +54,13 @@ class FakeHub:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hub/api"
 
-    def add_user(self, name: str, *, groups: list[str] = (), scopes: list[str] | None = None, kind: str = "user") -> str:  # type: ignore[assignment]
+    def add_user(self, name: str, *, groups: list[str] = (), scopes: list[str] | None = None, kind: str = "user",  # type: ignore[assignment]
+                 admin: bool = False) -> str:
+        """A new token of ``name``; by default a general-purpose one (it opens ``name``'s own servers)."""
         token = f"tok-{name}-{secrets.token_hex(4)}"
         if scopes is None:
             scopes = [f"access:servers!user={name}", f"read:users:name!user={name}"]
-        self.tokens[token] = {"kind": kind, "name": name, "admin": False, "groups": list(groups), "scopes": scopes,
+        self.tokens[token] = {"kind": kind, "name": name, "admin": admin, "groups": list(groups), "scopes": scopes,
                               "session_id": "s"}
         return token
 

@@ -290,7 +290,8 @@ async def test_branch_on_clone_and_switch_without_stray_copies(tmp_path: Path, u
 
 async def test_bad_branch_is_explained_escaped_and_trioproxy_stays_up(tmp_path: Path, upstream: Upstream):
     with trio.fail_after(60):
-        async with run_proxy(["--repo", upstream.url, "--repofolder", "app", "--repobranch", "<b>nope&", *INFO],
+        async with run_proxy(["--public-controls", "--repo", upstream.url, "--repofolder", "app", "--repobranch",
+                              "<b>nope&", *INFO],
                              cwd=str(tmp_path)) as p:
             page = await down_page(p)
             await p.wait_log("the app cannot start")

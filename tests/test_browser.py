@@ -152,7 +152,7 @@ async def test_chromium_renders_recipe_through_jupyterhub(hub, name, tmp_path):
 async def test_chromium_follows_the_start_up_page_to_the_app():
     from .conftest import APPS, PY, run_proxy
 
-    slow = ["--ready-timeout", "60", "--", "sh", "-c",
+    slow = ["--public-controls", "--ready-timeout", "60", "--", "sh", "-c",
             "for i in 1 2 3 4 5 6 7 8; do echo starting-step-$i; sleep 0.8; done; "
             f"exec {PY} {APPS / 'echo_app.py'} --port {{port}}"]
     with trio.fail_after(90):

@@ -36,7 +36,7 @@ async def test_app_that_exits_is_restarted_and_serves_again():
 
 async def test_repeated_failure_exits_nonzero_with_escaped_page():
     with trio.fail_after(60):
-        async with run_proxy(["--max-restarts", "2", *app_cmd("crash_app.py", "--mode", "exit1")]) as p, client() as c:
+        async with run_proxy(["--public-controls", "--max-restarts", "2", *app_cmd("crash_app.py", "--mode", "exit1")]) as p, client() as c:
             await p.wait_log("the app exited with code 1")
             r = await c.get(p.url + "/")  # down, or starting again and down within the bounded wait
             assert r.status_code == 502

@@ -145,3 +145,110 @@ async def test_failure_page_shows_the_last_lines_to_the_owner_only():
                     theirs = await c.get(proxy.url + "/echo", headers=sam)
         assert "secret-ish-line" in mine.text and "exited with code 3" in mine.text
         assert theirs.status_code in (502, 503) and "secret-ish-line" not in theirs.text
+
+
+async def test_the_owners_name_is_not_enough_and_admins_get_the_status_only():
+    async with fake_hub() as hub:
+        h = lambda tok: {"Authorization": f"token {tok}"}  # noqa: E731
+        dan_elsewhere = h(hub.add_user("dan", scopes=["access:servers!server=dan/other", "read:users:name!user=dan"]))
+        dan_read_only = h(hub.add_user("dan", scopes=["read:users:name!user=dan"]))
+        dan_no_access = h(hub.add_user("dan", scopes=["users:activity!user=dan"]))
+        admin = h(hub.add_user("root", admin=True, scopes=["access:servers", "admin:users"]))
+        admin_elsewhere = h(hub.add_user("root", admin=True, scopes=["access:servers!user=root"]))
+        async with await start(hub) as proxy:
+            await proxy.wait_ready()
+            ctl = proxy.url + "/_trioproxy"
+            action = {"X-Trioproxy-Action": "restart"}
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as c:
+                with trio.fail_after(30):
+                    for who in (dan_elsewhere, dan_read_only, dan_no_access, admin_elsewhere):
+                        assert (await c.get(proxy.url + "/echo", headers=who)).status_code == 403
+                        for method, path in (("GET", "/status"), ("GET", "/logs"), ("GET", "/logs?follow=1"),
+                                             ("GET", "/"), ("POST", "/restart")):
+                            r = await c.request(method, ctl + path, headers={**who, **action})
+                            assert r.status_code == 403, (who, path)
+                    # An admin whose token opens this server: the status, nothing else.
+                    assert (await c.get(proxy.url + "/echo", headers=admin)).status_code == 200
+                    r = await c.get(ctl + "/status", headers=admin)
+                    assert r.status_code == 200 and r.json()["status"] == "ready"
+                    for method, path in (("GET", "/logs"), ("GET", "/logs?follow=1"), ("GET", "/"), ("POST", "/restart")):
+                        r = await c.request(method, ctl + path, headers={**admin, **action})
+                        assert r.status_code == 403 and "Owner only" in r.text, path
+            assert "restart requested" not in proxy.log
+
+
+async def test_a_restart_with_the_login_cookie_needs_the_pages_anti_forgery_token(tmp_path):
+    import re
+
+    from trioproxy._controls import xsrf_token
+    from trioproxy._tokens import digest
+
+    secret = tmp_path / "secret"
+    secret.write_text("ef" * 32)
+    async with fake_hub() as hub:
+        token = hub.add_user("dan")
+        other_login = hub.add_user("dan")
+        port = free_port()
+        async with run_proxy(["--cookie-secret-file", str(secret), *app_cmd("echo_app.py")],
+                             env=hub.env(proxy_port=port), prefix=PREFIX, port=port, authtype="oauth") as proxy:
+            await proxy.wait_ready()
+            ctl = proxy.url + "/_trioproxy"
+            origin = {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin",
+                      "X-Trioproxy-Action": "restart"}
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as c:
+                with trio.fail_after(30):
+                    r = await c.get(proxy.url + "/echo", follow_redirects=True)  # the browser login (fake Hub)
+                    assert r.status_code == 200
+                    page = await c.get(ctl + "/", headers={"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})
+                    assert page.status_code == 200
+                    assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
+                    xsrf = re.search(r'"X-Trioproxy-Xsrf": "([0-9a-f]+)"', page.text).group(1)
+                    # Bound to this login (the token's digest, keyed with the cookie secret), never the token.
+                    assert xsrf == xsrf_token(bytes.fromhex("ef" * 32), digest(token))
+                    assert token not in page.text and digest(token).hex() not in page.text
+                    # Another page (same origin: another user's server) can send the header, not the token.
+                    assert (await c.post(ctl + "/restart", headers=origin)).status_code == 403
+                    for wrong in ("0" * 64, xsrf[:-1], xsrf_token(bytes.fromhex("ef" * 32), digest(other_login)),
+                                  xsrf_token(b"another secret!!", digest(token))):
+                        r = await c.post(ctl + "/restart", headers={**origin, "X-Trioproxy-Xsrf": wrong})
+                        assert r.status_code == 403 and "anti-forgery" in r.text
+                    # A script's fetch or a frame does not get the page (it holds the token).
+                    for fetch in ({"Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"},
+                                  {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe"}):
+                        r = await c.get(ctl + "/", headers=fetch)
+                        assert r.status_code == 403 and xsrf not in r.text
+                    assert "restart requested" not in proxy.log
+                    r = await c.post(ctl + "/restart", headers={**origin, "X-Trioproxy-Xsrf": xsrf})
+                    assert r.status_code == 202
+                    # An API client (Authorization: no ambient credential) needs no anti-forgery token.
+                    r = await c.post(ctl + "/restart", headers={"Authorization": f"token {token}",
+                                                                 "X-Trioproxy-Action": "restart"})
+                    assert r.status_code == 202
+            assert proxy.log.count("restart requested") == 2
+
+
+async def test_public_servers_show_no_controls_and_no_output_unless_asked():
+    crash = ["--max-restarts", "20", "--", "sh", "-c", "echo DB_PASSWORD=hunter2; exit 3"]
+    for public in (False, True):
+        port = free_port()
+        args = ["--public-controls", *crash] if public else crash
+        async with run_proxy(args, prefix=PREFIX, port=port, authtype="none") as proxy:
+            await proxy.wait_log("DB_PASSWORD")
+            ctl = proxy.url + "/_trioproxy"
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as c:
+                with trio.fail_after(30):
+                    while (app := await c.get(proxy.url + "/")).status_code != 502:
+                        await trio.sleep(0.1)
+                    status = await c.get(ctl + "/status")
+                    logs = await c.get(ctl + "/logs")
+                    page = await c.get(ctl + "/")
+                    restart = await c.post(ctl + "/restart", headers={"X-Trioproxy-Action": "restart"})
+            if public:
+                assert "DB_PASSWORD=hunter2" in app.text
+                assert status.status_code == 200 and status.json()["restarts"] >= 1
+                assert logs.status_code == 200 and "DB_PASSWORD=hunter2" in logs.text
+                assert page.status_code == 200 and restart.status_code == 202
+            else:
+                assert "DB_PASSWORD" not in app.text and "exited with code 3" in app.text
+                for r in (status, logs, page, restart):
+                    assert r.status_code == 403 and "--public-controls" in r.text and "DB_PASSWORD" not in r.text

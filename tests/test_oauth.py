@@ -149,38 +149,140 @@ async def test_app_with_its_own_xsrf_cookie_keeps_it():
 
 
 async def test_tokens_header_and_url_and_who_may_enter():
+    # JupyterHub 2+ rules: only the token's scopes open the server (never a name, the
+    # owner's included); the group and "anyone" admit general-purpose tokens only.
     async with fake_hub() as hub:
         owner = hub.add_user("dan")
-        member = hub.add_user("bob", groups=["team"], scopes=["read:users:name!user=bob"])
-        stranger = hub.add_user("eve", scopes=["read:users:name!user=eve"])
+        owner_elsewhere = hub.add_user("dan", scopes=["access:servers!server=dan/other", "read:users:name!user=dan"])
+        owner_visiting = hub.add_user("dan", scopes=["access:servers!server=bob/", "read:users:name!user=dan"])
+        owner_read_only = hub.add_user("dan", scopes=["read:users:name!user=dan"])
+        owner_no_access = hub.add_user("dan", scopes=["users:activity!user=dan", "read:servers!user=dan"])
+        member = hub.add_user("bob", groups=["team"])  # general purpose: access:servers!user=bob
+        member_read_only = hub.add_user("bob", groups=["team"], scopes=["read:users:name!user=bob"])
+        member_elsewhere = hub.add_user("bob", groups=["team"], scopes=["access:servers!server=eve/"])
+        stranger = hub.add_user("eve")
+        stranger_elsewhere = hub.add_user("eve", scopes=["access:servers!server=bob/", "read:users:name!user=eve"])
+        stranger_read_only = hub.add_user("eve", scopes=["read:users:name!user=eve"])
         shared = hub.add_user("sam", scopes=["access:servers!server=dan/"])
         other_server = hub.add_user("kim", scopes=["access:servers!server=dan/other"])
         service = hub.add_user("svc", kind="service", scopes=["access:servers!user=dan"])
+        service_general = hub.add_user("svc2", kind="service", scopes=["access:servers!user=svc2"])
         async with await start(hub, env={"JUPYTERHUB_GROUP": "team"}) as proxy:
             await proxy.wait_ready()
             async with client() as c:
-                with trio.fail_after(20):
-                    for tok, want in ((owner, 200), (member, 200), (stranger, 403), (shared, 200),
-                                      (other_server, 403), (service, 200), ("nonsense", 403)):
+                with trio.fail_after(30):
+                    for tok, want in ((owner, 200), (owner_elsewhere, 403), (owner_visiting, 403),
+                                      (owner_read_only, 403), (owner_no_access, 403),
+                                      (member, 200), (member_read_only, 403), (member_elsewhere, 403),
+                                      (stranger, 403), (shared, 200), (other_server, 403), (service, 200),
+                                      (service_general, 403), ("nonsense", 403)):
                         for scheme in ("token", "Bearer"):
                             r = await c.get(proxy.url + "/echo", headers={"Authorization": f"{scheme} {tok}"})
                             assert r.status_code == want, (tok, scheme, r.text)
                             if want == 200:
                                 assert "authorization" not in dict(r.json()["headers"])
+                            assert tok not in r.text
                     r = await c.get(proxy.url + "/echo", headers={"Authorization": f"token {stranger}"})
                     assert "eve" in r.text and "belongs to dan" in r.text and "location" not in r.headers
+                    # The owner with a token for another server: told why, and no token shown.
+                    r = await c.get(proxy.url + "/echo", headers={"Authorization": f"token {owner_elsewhere}"})
+                    assert "the owner of this server" in r.text and "does not grant access to this server" in r.text
+                    assert "dan/other" not in r.text
                     # Another scheme belongs to the app: not ours, so it is a login question.
                     r = await c.get(proxy.url + "/echo", headers={"Authorization": "Basic Zm9vOmJhcg=="})
                     assert r.status_code == 302
                     # ?token= is for websocket handshakes only.
                     r = await c.get(proxy.url + f"/echo?token={owner}", headers={"sec-fetch-mode": "cors"})
                     assert r.status_code == 403
+            assert "refused user dan: no access to this server" in proxy.log
+            assert not any(t in proxy.log for t in (owner, owner_elsewhere, member_read_only, stranger))
         async with await start(hub, env={"JUPYTERHUB_ANYONE": "1"}) as proxy:
             await proxy.wait_ready()
             async with client() as c:
                 with trio.fail_after(10):
-                    r = await c.get(proxy.url + "/echo", headers={"Authorization": f"token {stranger}"})
+                    for tok, want in ((stranger, 200), (stranger_elsewhere, 403), (stranger_read_only, 403),
+                                      (owner_elsewhere, 403), (owner, 200), (service_general, 403)):
+                        r = await c.get(proxy.url + "/echo", headers={"Authorization": f"token {tok}"})
+                        assert r.status_code == want, (tok, r.text)
+
+
+async def test_without_access_scopes_the_legacy_rules_hold():
+    # A Hub older than 2.0 sets no access scopes: the owner, the group and "anyone" by name.
+    async with fake_hub() as hub:
+        owner = hub.add_user("dan", scopes=[])
+        member = hub.add_user("bob", groups=["team"], scopes=[])
+        stranger = hub.add_user("eve", scopes=[])
+        service = hub.add_user("dan", kind="service", scopes=[])
+        env = {"JUPYTERHUB_GROUP": "team", "JUPYTERHUB_OAUTH_ACCESS_SCOPES": ""}
+        async with await start(hub, env=env) as proxy:
+            await proxy.wait_ready()
+            async with client() as c:
+                with trio.fail_after(20):
+                    for tok, want in ((owner, 200), (member, 200), (stranger, 403), (service, 403)):
+                        r = await c.get(proxy.url + "/echo", headers={"Authorization": f"token {tok}"})
+                        assert r.status_code == want, (tok, r.text)
+
+
+async def test_malformed_tokens_get_403_and_the_hub_is_not_asked(tmp_path):
+    from trioproxy._cookies import Sealer
+    from trioproxy._settings import MAX_TOKEN_BYTES
+
+    secret = tmp_path / "secret"
+    secret.write_text("cd" * 32)
+    async with fake_hub() as hub:
+        async with await start(hub, "--cookie-secret-file", str(secret)) as proxy:
+            await proxy.wait_ready()
+            sealer = Sealer(bytes.fromhex("cd" * 32))
+            async with client() as c:
+                with trio.fail_after(30):
+                    calls = hub.user_calls
+                    for value in ("token t\xf6k\xe9n".encode("latin-1"), b"token " + b"a" * (MAX_TOKEN_BYTES + 1),
+                                  b"token ab\tcd", b"Bearer ab cd", "token ✓".encode()):
+                        r = await c.get(proxy.url + "/echo", headers={"Authorization": value})
+                        assert r.status_code == 403 and "malformed" in r.text, (value[:40], r.text)
+                    for query in ("token=%00abc", "token=%C3%A9", "token=a%20b", "token=" + "a" * (MAX_TOKEN_BYTES + 1)):
+                        with pytest.raises(trio_websocket.ConnectionRejected) as info:
+                            async with trio_websocket.open_websocket_url(proxy.ws_url + "/ws?" + query):
+                                pass
+                        assert info.value.status_code == 403 and b"malformed" in info.value.body, query
+                    # A login cookie sealed with our secret but holding a malformed token, or not sealed at all.
+                    for sealed in (sealer.seal(CLIENT_ID, "bad token"), sealer.seal(CLIENT_ID, "x" * 5000),
+                                   "n\xf6t-s\xe9aled"):
+                        r = await c.get(proxy.url + "/echo", headers={"Cookie": f"{CLIENT_ID}={sealed}".encode("latin-1"),
+                                                                       "Sec-Fetch-Mode": "cors"})
+                        assert r.status_code == 403 and "Login required" in r.text
+                        assert any(v.startswith(CLIENT_ID + "=;") for k, v in r.headers.multi_items() if k == "set-cookie")
+                    assert hub.user_calls == calls  # the Hub was never asked
+            assert "Traceback" not in proxy.log and "malformed token" in proxy.log
+
+
+async def test_credential_cookies_and_url_tokens_never_reach_the_app():
+    async with fake_hub() as hub:
+        tok = hub.add_user("dan")
+        async with await start(hub, env={"JUPYTERHUB_ALLOW_TOKEN_IN_URL": "1"}) as proxy:
+            await proxy.wait_ready()
+            jar = ("jupyterhub-user-dan-other=a; __Host-jupyterhub-user-eve=b; jupyterhub-services=c; "
+                   "jupyterhub-user-dan-oauth-state-12345678=d; x-oauth-state=e; jupyterhub-hub-login=f; "
+                   "jupyterhub-session-id=g; JupyterHub-User-Dan=h; _xsrf=i; app=mine; jupyterhub=kept")
+            async with client() as c:
+                with trio.fail_after(20):
+                    h = {"Authorization": f"token {tok}", "Cookie": jar}
+                    r = await c.get(proxy.url + "/echo?a=1&token=other&%74oken=x&b=2", headers=h)
                     assert r.status_code == 200
+                    assert seen_cookies(r) == "app=mine; jupyterhub=kept"
+                    assert r.json()["query_string"] == "a=1&b=2"
+                    # The URL token authenticates (JUPYTERHUB_ALLOW_TOKEN_IN_URL=1) and is removed too.
+                    r = await c.get(proxy.url + f"/echo?token={tok}&c=3", headers={"Cookie": jar})
+                    assert r.status_code == 200 and r.json()["query_string"] == "c=3" and tok not in r.text
+                    assert seen_cookies(r) == "app=mine; jupyterhub=kept"
+                    async with trio_websocket.open_websocket_url(
+                        proxy.ws_url + "/ws?token=zzz&d=4", extra_headers=[("Authorization", f"token {tok}"), ("Cookie", jar)]
+                    ) as conn:
+                        await conn.send_message("headers?")
+                        seen = json.loads(await conn.get_message())
+                    assert seen["query_string"] == "d=4"
+                    assert dict(seen["headers"]).get("cookie") == "app=mine; jupyterhub=kept"
+                    assert "authorization" not in dict(seen["headers"])
 
 
 async def test_anonymous_requests_that_are_not_navigations_get_403():
@@ -405,3 +507,25 @@ async def test_activity_reports_default_server_backoff_and_refusal():
                 while len(hub.activity) < n + 2:
                     await trio.sleep(0.1)
             assert proxy.log.count("the Hub refused the activity report") == 1
+
+
+@pytest.mark.xfail(strict=True, reason="found by test_security_hub, not fixed here (not the login's code): a refused "
+                   "websocket handshake followed at once by another request on the same connection (what CHP does "
+                   "when it reuses the connection) makes hypercorn raise LocalProtocolError out of the connection "
+                   "task, and trioproxy exits with code 1")
+async def test_a_refused_websocket_followed_by_a_request_on_its_connection_leaves_the_server_up():
+    from . import rawnet
+
+    async with fake_hub() as hub:
+        async with await start(hub) as proxy:
+            await proxy.wait_ready()
+            ws = rawnet.request("GET", "/user/dan/ws", headers=[
+                ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")])
+            with trio.fail_after(20):
+                await rawnet.exchange(proxy.port, ws + rawnet.request("GET", "/user/dan/echo"), quiet=1)
+                await trio.sleep(0.5)
+                assert proxy.proc.returncode is None, proxy.log[-3000:]
+                async with client() as c:
+                    r = await c.get(proxy.url + "/echo", headers={"Sec-Fetch-Mode": "cors"})
+                assert r.status_code == 403

@@ -116,3 +116,14 @@ async def test_a_cancelled_asker_does_not_strand_the_others():
 async def _scoped(scope, cache):
     with scope:
         await cache.user("good")
+
+
+def test_well_formed_tokens_only():
+    from trioproxy._settings import MAX_TOKEN_BYTES
+    from trioproxy._tokens import digest, well_formed
+
+    assert well_formed("0123abcdef" * 4) and well_formed("a" * MAX_TOKEN_BYTES) and well_formed("a-b_c.d~e/f+=")
+    for bad in ("", "a" * (MAX_TOKEN_BYTES + 1), "ab cd", "ab\tcd", "ab\x00", "ab\r\nX-Evil: 1", "tökén",
+                "ab\x7f", "\u2028", "ab\udcff"):
+        assert not well_formed(bad), repr(bad)
+    assert digest("t") == digest("t") != digest("u") and len(digest("t")) == 32 and b"t" != digest("t")

@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from . import _pages
+from . import _pages, _scopes
 from ._activity import ActivityTracker
 from ._child import AppState, Status
 from ._metrics import Metrics
@@ -89,11 +89,12 @@ class Gateway:
         self.keepalive = KeepAlive(self.settings.ws_ping_interval_s, self.settings.ws_ping_timeout_s)
 
     def may_see_logs(self, scope: dict[str, Any]) -> bool:
-        """The app's output is the owner's: other users and the anonymous never see it."""
+        """The app's output is the owner's (``_scopes.control_access``, decided at admission and
+        carried by the passage): other users, admins and the anonymous never see it."""
         if self.logs_for_all:
             return True
-        user = scope.get("trioproxy.user") or {}
-        return bool(self.owner) and user.get("kind", "user") == "user" and user.get("name") == self.owner
+        passage = scope.get("trioproxy.passage")
+        return passage is not None and passage.controls == _scopes.OWNER
 
     async def open(self, scope: dict[str, Any], send: Send) -> tuple[str, int] | None:
         """The app's address once it is ready; otherwise answer ``scope`` with a page and return None."""

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from . import _headers
+from . import _headers, _hub_cookies
 from ._pages import Send
+from ._scopes import NOTHING, ControlAccess
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -36,6 +37,14 @@ class Passage:
     add: Headers = field(default_factory=list)
     #: Who it is (the Hub's user model), None without login.
     user: Mapping[str, Any] | None = None
+    #: How the request was authenticated: "cookie" (the login cookie: ambient, so
+    #: unsafe controls need an anti-forgery token too), "header" (Authorization),
+    #: "url" (?token=), "none" (--authtype none).
+    credential: str = "none"
+    #: SHA-256 of the token that authenticated it (never the token), b"" without one.
+    login_digest: bytes = field(default=b"", repr=False)
+    #: What of the owner's controls it may reach (``_scopes.control_access``).
+    controls: ControlAccess = NOTHING
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,12 @@ def join_target(path: bytes, query: bytes) -> bytes:
     return path + b"?" + query if query else path
 
 
+#: The query argument that carries a token: never reaches the app.
+TOKEN_ARG = "token"
+#: The Hub's anti-forgery cookie (the app keeps it only if it sets its own).
+XSRF_COOKIE = "_xsrf"
+
+
 def passage(
     headers: Sequence[tuple[bytes, bytes]],
     target: bytes,
@@ -75,11 +90,24 @@ def passage(
     forward_user_info: bool = False,
     query_user_info: bool = False,
     drop_query_args: Sequence[str] = (),
+    own_cookie: str = "",
+    strip_xsrf: bool = False,
+    credential: str = "none",
+    login_digest: bytes = b"",
+    controls: ControlAccess = NOTHING,
 ) -> Passage:
-    """The request for the app: client copies of the user info removed (always),
-    ``drop_query_args`` removed from the query, trioproxy's user info added."""
+    """The request for the app, in both auth modes: every credential cookie
+    (``_hub_cookies.is_credential``; ``own_cookie`` is trioproxy's login cookie)
+    removed, and ``_xsrf`` with ``strip_xsrf``; ``?token=``, client copies of the
+    user info and ``drop_query_args`` removed from the query (always);
+    trioproxy's user info added."""
+    from . import _cookies  # here, not at import: cryptography, ~8 ms of start-up (loaded early with oauth)
+
+    kept = _cookies.without(
+        headers, lambda name: _hub_cookies.is_credential(name, own_cookie) or (strip_xsrf and name == XSRF_COOKIE)
+    )
     path, query = split_target(target)
-    for name in (_headers.USER_INFO_ARG, *drop_query_args):
+    for name in (_headers.USER_INFO_ARG, TOKEN_ARG, *drop_query_args):
         query = _headers.strip_query_arg(query, name)
     add: Headers = []
     if user is not None and (forward_user_info or query_user_info):
@@ -89,8 +117,8 @@ def passage(
         if query_user_info:
             arg = f"{_headers.USER_INFO_ARG}={quote(info, safe='')}".encode("ascii")
             query = query + b"&" + arg if query else arg
-    kept = [(n, v) for n, v in headers if n != _headers.USER_INFO_HEADER]
-    return Passage(kept, join_target(path, query), add, user)
+    kept = [(n, v) for n, v in kept if n != _headers.USER_INFO_HEADER]
+    return Passage(kept, join_target(path, query), add, user, credential, login_digest, controls)
 
 
 def _first(value: bytes | None) -> str | None:

@@ -57,9 +57,10 @@ def _opt(*decls: str, **kw: Any) -> Any:
 @_opt("--logs/--no-logs", default=True, show_default=True,
       help="Pass the app's stdout (info) and stderr (warning) lines to the log.")
 @_opt("--authtype", type=click.Choice(["oauth", "none"]), default="oauth", show_default=True,
-      help="oauth: JupyterHub login; only users the Hub allows get in: its access scopes "
-           "($JUPYTERHUB_OAUTH_ACCESS_SCOPES, incl. servers shared on the Hub), the owner $JUPYTERHUB_USER, "
-           "members of $JUPYTERHUB_GROUP (comma-separated) and, with $JUPYTERHUB_ANYONE=1, any Hub user. "
+      help="oauth: JupyterHub login; a token gets in when its scopes grant this server "
+           "($JUPYTERHUB_OAUTH_ACCESS_SCOPES: the owner, roles, servers shared on the Hub); members of "
+           "$JUPYTERHUB_GROUP (comma-separated) and, with $JUPYTERHUB_ANYONE=1, any Hub user, with a token "
+           "that opens their own servers. "
            "Browsers are sent to the Hub to log in; API clients use 'Authorization: token ...'. "
            "none: no login at all (behind another authenticating proxy only).")
 @_opt("--request-timeout", type=int, default=300, show_default=True,
@@ -129,6 +130,9 @@ def _opt(*decls: str, **kw: Any) -> Any:
 @_opt("--metrics-public/--no-metrics-public", default=False, show_default=True,
       help="Serve Prometheus metrics on /_trioproxy/metrics (the pod's port, outside the prefix) to anyone; "
            "by default only to users of this server (Authorization: token ...).")
+@_opt("--public-controls/--no-public-controls", default=False, show_default=True,
+      help="With --authtype none, show the owner's controls and the app's output on error pages to anyone "
+           "who can reach the server (off: a public dashboard must not show its log to the world).")
 @_opt("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
       help="text: one readable line per event, the app's lines tagged [stdout]/[stderr]. "
            "json: one JSON object per line (time, level, logger, message; stream for the app's lines).")

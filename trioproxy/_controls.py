@@ -1,15 +1,24 @@
 """The owner's controls and the metrics endpoint, as Quart routes.
 
-Under the prefix, after the same login as every request (``_front`` checks
-it and puts the user in ``scope["trioproxy.user"]``), for the server's owner
-only (with ``--authtype none``: whoever reaches it):
+Under the prefix, after the same login as every request: ``_front`` sends
+these paths through ``admit`` and puts the resulting passage in
+``scope["trioproxy.passage"]``; only ``admit`` makes one, and it carries what of
+the controls the request may reach (``_scopes.control_access``: the owner
+whose token opens this server gets all of them; an admin the scopes admit,
+the status only). With ``--authtype none`` they are off (403) unless
+``--public-controls`` opens them to whoever reaches the server.
 
-* ``{prefix}/_trioproxy/``        a page: the app's state, a restart button, its log live;
-* ``{prefix}/_trioproxy/status``  JSON: state, reason, pid, uptime, restarts, ready;
-* ``{prefix}/_trioproxy/restart`` POST with ``X-Trioproxy-Action: restart`` (a header no
-  other site can make a browser send, on top of the cross-site refusal of every login);
+* ``{prefix}/_trioproxy/``        a page: the app's state, a restart button, its log live
+  (owner; a navigation only, never framed);
+* ``{prefix}/_trioproxy/status``  JSON: state, reason, pid, uptime, restarts, ready (owner, admins);
+* ``{prefix}/_trioproxy/restart`` POST with ``X-Trioproxy-Action: restart`` and, when the
+  login cookie authenticated it, ``X-Trioproxy-Xsrf: <token>`` (owner). Without subdomains
+  every user's server is same-origin, so another user's page may send any header with
+  ``fetch``; the anti-forgery token is an HMAC (the cookie secret) of the login's token
+  digest, embedded in the control page and compared in constant time. A request
+  authenticated by ``Authorization`` carries no ambient credential and needs none;
 * ``{prefix}/_trioproxy/logs``    the app's last lines; ``?follow=1``: an event stream of
-  them and of every new one.
+  them and of every new one (owner).
 
 Outside the prefix, on the pod's port only: ``/_trioproxy/metrics`` (Prometheus text),
 for users the login admits (``Authorization: token ...``), or anyone with
@@ -18,6 +27,8 @@ for users the login admits (``Authorization: token ...``), or anyone with
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +38,8 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from . import _metrics, _pages
+from . import _metrics, _pages, _scopes
+from ._auth import Passage
 from ._child import AppState, Status, Supervisor
 from ._metrics import Metrics
 from ._settings import Settings
@@ -36,6 +48,10 @@ from ._version import __version__
 
 #: Header a restart request must carry.
 ACTION_HEADER = "X-Trioproxy-Action"
+#: Header with the anti-forgery token a cookie-authenticated restart must carry.
+XSRF_HEADER = "X-Trioproxy-Xsrf"
+#: What the anti-forgery token is an HMAC of, before the login's digest.
+XSRF_PURPOSE = b"trioproxy-controls-xsrf\0"
 #: An idle log stream sends a comment this often, in seconds (keeps proxies from cutting it).
 FOLLOW_KEEPALIVE_S = 15.0
 
@@ -45,6 +61,27 @@ _HTML = "text/html; charset=utf-8"
 def _sse(event: str, data: str) -> bytes:
     lines = "".join(f"data: {part}\n" for part in data.split("\n"))
     return f"event: {event}\n{lines}\n".encode()
+
+
+def xsrf_token(secret: bytes, login_digest: bytes) -> str:
+    """The anti-forgery token of one login: HMAC-SHA256 (the cookie secret) of its token's digest."""
+    return hmac.new(secret, XSRF_PURPOSE + login_digest, hashlib.sha256).hexdigest()
+
+
+def xsrf_ok(secret: bytes, passage: Passage, sent: str) -> bool:
+    """May this restart go ahead? Cookie logins must send their token; others carry no ambient credential."""
+    if passage.credential != "cookie":
+        return True
+    if not passage.login_digest or not sent:
+        return False
+    return hmac.compare_digest(xsrf_token(secret, passage.login_digest).encode(), sent.encode("latin-1", "replace"))
+
+
+def _is_navigation(headers: Any) -> bool:
+    """Is this a top-level page load (or no browser at all), not a script's fetch or a frame?"""
+    mode = str(headers.get("Sec-Fetch-Mode", "navigate")).lower()
+    dest = str(headers.get("Sec-Fetch-Dest", "document")).lower()
+    return mode == "navigate" and dest == "document"
 
 
 async def _first(*waits: Callable[[], Awaitable[object]]) -> None:
@@ -70,16 +107,27 @@ def register(
     prefix = settings.proxy.prefix
     base = f"{prefix}/_trioproxy"
     open_mode = settings.hub.authtype == "none"
+    secret = settings.hub.cookie_secret
     started = time.time()
 
-    def owner() -> bool:
+    def access() -> _scopes.ControlAccess:
+        """What of the controls this request may reach (decided at admission, see the docstring)."""
         if open_mode:
-            return True
-        user = request.scope.get("trioproxy.user") or {}
-        return user.get("kind", "user") == "user" and bool(user.get("name")) and user.get("name") == settings.hub.user
+            return _scopes.OWNER if settings.hub.public_controls else _scopes.NOTHING
+        passage = request.scope.get("trioproxy.passage")
+        return passage.controls if isinstance(passage, Passage) else _scopes.NOTHING
 
-    def not_owner() -> Response:
-        body = _pages.render("403: Owner only", ["These controls belong to the server's owner."])
+    def passage_of() -> Passage:
+        passage = request.scope.get("trioproxy.passage")
+        # No passage (never the case past access()): as if an ambient cookie, so the XSRF check holds.
+        return passage if isinstance(passage, Passage) else Passage([], b"", credential="cookie")
+
+    def refused() -> Response:
+        if open_mode:
+            body = _pages.render("403: Controls off", ["This server is public (--authtype none): its owner's "
+                                 "controls are off unless trioproxy runs with --public-controls."])
+        else:
+            body = _pages.render("403: Owner only", ["These controls belong to the server's owner."])
         return Response(body, status=403, content_type=_HTML)
 
     def status_model() -> dict[str, Any]:
@@ -97,17 +145,21 @@ def register(
 
     @app.route(f"{base}/status", methods=["GET"])
     async def status() -> Any:
-        if not owner():
-            return not_owner()
+        if access() not in (_scopes.OWNER, _scopes.STATUS):
+            return refused()
         return Response(json.dumps(status_model()), content_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
     @app.route(f"{base}/restart", methods=["POST"])
     async def restart() -> Any:
-        if not owner():
-            return not_owner()
+        if access() != _scopes.OWNER:
+            return refused()
         if request.headers.get(ACTION_HEADER, "").lower() != "restart":
             body = _pages.render("403: Restart refused", [f"A restart request must carry '{ACTION_HEADER}: restart'."])
+            return Response(body, status=403, content_type=_HTML)
+        if not open_mode and not xsrf_ok(secret, passage_of(), request.headers.get(XSRF_HEADER, "")):
+            body = _pages.render("403: Restart refused", ["A restart with the login cookie must carry the "
+                                 "anti-forgery token of the control page: use its Restart button."])
             return Response(body, status=403, content_type=_HTML)
         if not supervisor.restart():
             return Response(json.dumps({"restarting": False, "reason": "shutting down"}), status=409,
@@ -116,8 +168,8 @@ def register(
 
     @app.route(f"{base}/logs", methods=["GET"])
     async def logs() -> Any:
-        if not owner():
-            return not_owner()
+        if access() != _scopes.OWNER:
+            return refused()
         tail = state.tail
         if request.args.get("follow") != "1":
             text = "\n".join(tail.lines()) + ("\n" if tail.count else "")
@@ -145,9 +197,17 @@ def register(
 
     @app.route(f"{base}/", methods=["GET"])
     async def page() -> Any:
-        if not owner():
-            return not_owner()
-        return Response(control_page(base), content_type=_HTML, headers={"Cache-Control": "no-store"})
+        if access() != _scopes.OWNER:
+            return refused()
+        if not _is_navigation(request.headers):
+            # The page holds the anti-forgery token: not for a script's fetch, nor a frame.
+            body = _pages.render("403: Open this page directly", ["The control page opens as a page of its own."])
+            return Response(body, status=403, content_type=_HTML)
+        passage = passage_of()
+        token = xsrf_token(secret, passage.login_digest) if passage.credential == "cookie" else ""
+        return Response(control_page(base, token), content_type=_HTML,
+                        headers={"Cache-Control": "no-store", "Content-Security-Policy": "frame-ancestors 'none'",
+                                 "X-Frame-Options": "DENY"})
 
     @app.route("/_trioproxy/metrics", methods=["GET"])
     async def metrics_endpoint() -> Any:
@@ -162,8 +222,14 @@ def register(
         return Response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def control_page(base: str) -> bytes:
-    """The owner's page; its script only talks to ``base`` (same origin)."""
+def _js(value: str) -> str:
+    """``value`` as a JavaScript string literal that cannot end the script element."""
+    return json.dumps(value).replace("<", "\\u003c")
+
+
+def control_page(base: str, xsrf: str = "") -> bytes:
+    """The owner's page; its script only talks to ``base`` (same origin); ``xsrf``: the login's
+    anti-forgery token, sent with the restart."""
     script = """
 <p>State: <b id="state">…</b> <span id="reason" class="muted"></span></p>
 <p>pid <span id="pid">–</span>, up <span id="up">–</span> s, restarts <span id="restarts">–</span>
@@ -184,7 +250,7 @@ const es = new EventSource(base + "/logs?follow=1");
 es.addEventListener("line", e => { log.textContent += e.data + "\\n"; window.scrollTo(0, document.body.scrollHeight); });
 es.addEventListener("status", e => show(JSON.parse(e.data)));
 document.getElementById("restart").onclick = () =>
-  fetch(base + "/restart", {method: "POST", headers: {"X-Trioproxy-Action": "restart"}});
+  fetch(base + "/restart", {method: "POST", headers: {"X-Trioproxy-Action": "restart", "X-Trioproxy-Xsrf": XSRF}});
 </script>
-""".replace("BASE", json.dumps(base))
+""".replace("XSRF", _js(xsrf)).replace("BASE", _js(base))
     return _pages.render_html("trioproxy: the app", script)

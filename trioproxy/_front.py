@@ -81,6 +81,7 @@ class Front:
             if passage is None:
                 return
             scope["trioproxy.user"] = passage.user
+            scope["trioproxy.passage"] = passage
             if kind == "http":
                 await _http_proxy.forward(self.gateway, scope, receive, send, passage)
             else:
@@ -101,6 +102,7 @@ class Front:
             if passage is None:
                 return
             scope["trioproxy.user"] = passage.user
+            scope["trioproxy.passage"] = passage  # what _controls checks: only admit makes one
             await self.web(scope, receive, own)
         else:
             await self.web(scope, receive, own)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from . import _tokens
 from ._settings import HUB_CLIENT_CLOSE_TIMEOUT_S, HubSettings
 
 if TYPE_CHECKING:
@@ -164,7 +165,13 @@ class HubAPI:
             logger.debug("Hub version unknown: %s", exc)
 
     async def user_for_token(self, token: str) -> dict[str, Any] | None:
-        """The Hub's model of the token's owner (with its ``scopes``), or None for a token it does not honour."""
+        """The Hub's model of the token's owner (with its ``scopes``), or None for a token it does not honour.
+
+        A malformed token (``_tokens.well_formed``) is None without asking: it could
+        not be sent in a header anyway.
+        """
+        if not _tokens.well_formed(token):
+            return None
         resp = await self._call("GET", "/user", headers={"Authorization": f"token {token}"})
         if resp.status_code in (401, 403, 404):
             return None

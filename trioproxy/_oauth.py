@@ -15,16 +15,29 @@ The flow is the Hub's own (services/auth.py, HubOAuth):
   page of this server.
 * Every request then carries the cookie, an ``Authorization: token ...``
   header, or, on a websocket handshake only, ``?token=``. The token's owner
-  comes from the Hub (``GET /user``), cached for ``--auth-cache-ttl``.
-* Who may enter: the Hub's access scopes (which carry its roles and
-  sharing), the owner, members of ``$JUPYTERHUB_GROUP``, anyone with
-  ``$JUPYTERHUB_ANYONE=1``. Others get a 403 page saying who they are.
+  and the token's own scopes come from the Hub (``GET /user``), cached for
+  ``--auth-cache-ttl``. A malformed token (not visible ASCII, a space or a
+  control character, longer than ``MAX_TOKEN_BYTES``) is a 403; the Hub is
+  not asked.
+* Who may enter (``_scopes.admits``): with access scopes (JupyterHub 2+), a
+  token whose scopes grant this server, and nothing else: a name never opens
+  it, the owner's included, so the owner's token for another server, a
+  read-only token or one with no access scope is refused.
+  ``$JUPYTERHUB_GROUP`` and ``$JUPYTERHUB_ANYONE=1`` admit members (or
+  anyone) with a general-purpose token only (one that opens their own
+  servers, ``access:servers!user=<them>``), never a token the Hub issued for
+  another server. Without access scopes (older Hubs): the owner, the group,
+  anyone by name. Others get a 403 page saying who they are and why.
+* The owner's controls (``_scopes.control_access``, computed here into the
+  passage): the owner with a token that passed the rule above; admins the
+  scopes admit get the status only.
 * A cookie-authenticated websocket or unsafe request from another site is
   refused (``Sec-Fetch-Site``/``Origin``): the app itself needs no token.
-* The app never sees our credentials: the login and state cookies,
-  ``jupyterhub-session-id``, the Hub's ``_xsrf`` (unless the app uses an
-  ``_xsrf`` cookie of its own), the Authorization header or ``?token=`` that
-  authenticated the request.
+* The app never sees a credential (``_auth.passage``): no JupyterHub or
+  trioproxy login or state cookie of any server (``_hub_cookies``), no
+  Hub ``_xsrf`` (unless the app uses an ``_xsrf`` cookie of its own), no
+  ``?token=`` (whatever ``$JUPYTERHUB_ALLOW_TOKEN_IN_URL`` says), not the
+  Authorization header that authenticated the request.
 """
 
 from __future__ import annotations
@@ -34,14 +47,22 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from . import _cookies, _headers, _pages, _scopes
-from ._auth import Passage, Reply, browser_scheme, is_cross_site, passage, split_target
+from . import _cookies, _headers, _pages, _scopes, _tokens
+from ._auth import (
+    TOKEN_ARG,
+    Passage,
+    Reply,
+    browser_scheme,
+    is_cross_site,
+    passage,
+    split_target,
+)
 from ._hub_api import HubAPI, HubRefused, HubUnavailable
 from ._metrics import Metrics
 from ._pages import Send
@@ -54,9 +75,6 @@ Headers = list[tuple[bytes, bytes]]
 
 #: Methods a cross-site page may use with the user's login cookie.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: The Hub's session cookie (Path=/): it reaches us, never the app.
-HUB_SESSION_COOKIE = "jupyterhub-session-id"
-XSRF_COOKIE = "_xsrf"
 
 
 def _origin(url: str) -> str | None:
@@ -92,7 +110,7 @@ def token_from_header(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
 
 
 def token_from_query(query: bytes) -> str | None:
-    values = parse_qs(query.decode("latin-1"), keep_blank_values=False).get("token")
+    values = parse_qs(query.decode("latin-1"), keep_blank_values=False).get(TOKEN_ARG)
     return values[0] if values else None
 
 
@@ -117,37 +135,18 @@ class HubOAuth:
         self.cookie_path = "/" if hub.cookie_host_prefix else proxy.prefix + "/"
         self.home = proxy.prefix + "/"
         self.groups = frozenset(g.strip() for g in hub.group.split(",") if g.strip())
+        self.door = _scopes.Door(owner=hub.user, access_scopes=hub.access_scopes, groups=self.groups,
+                                 anyone=hub.anyone)
         self.trusted_origins = frozenset(o for o in (_origin(hub.public_url), _origin(hub.host)) if o)
         self.app_uses_xsrf = app_uses_xsrf
 
     # --- who may enter ---------------------------------------------------------------
 
     def allowed(self, model: dict[str, Any]) -> bool:
-        name = str(model.get("name") or "")
-        groups = frozenset(str(g) for g in model.get("groups") or ())
-        if model.get("kind", "user") == "user":
-            if self.hub.anyone:
-                return True
-            if self.hub.user and name == self.hub.user:
-                return True
-            if self.groups & groups:
-                return True
-        if self.hub.access_scopes:
-            who = _scopes.Who(
-                user=name,
-                groups=groups,
-                owner=self.hub.user,
-                owner_groups=groups if name == self.hub.user else frozenset(),
-            )
-            return _scopes.grants(model.get("scopes") or (), self.hub.access_scopes, who)
-        return False
+        """May the bearer of the token the Hub described as ``model`` enter (``_scopes.admits``)?"""
+        return _scopes.admits(model, self.door) is not None
 
     # --- cookies ---------------------------------------------------------------------
-
-    def _own_cookie(self, name: str) -> bool:
-        if name == self.cookie_name or name.startswith(self.state_prefix) or name == HUB_SESSION_COOKIE:
-            return True
-        return name == XSRF_COOKIE and not self.app_uses_xsrf()
 
     def _policy(self, headers: Sequence[tuple[bytes, bytes]], scheme: str) -> _cookies.CookiePolicy:
         secure = self.hub.cookie_host_prefix or browser_scheme(headers, scheme, self.hub.public_url) == "https"
@@ -170,6 +169,9 @@ class HubOAuth:
             token = token_from_query(query)
             source = "url"
         if token is not None:
+            if not _tokens.well_formed(token):
+                await self._malformed(scope, send)
+                return None
             model = await self._user(scope, send, token)
             if model is False:
                 return None
@@ -183,14 +185,14 @@ class HubOAuth:
                 await self._deny(scope, send, model)
                 return None
             kept = [(n, v) for n, v in headers if n != b"authorization"] if source == "header" else headers
-            return self._passage(kept, target, model, drop_args=("token",) if source == "url" else ())
+            return self._passage(kept, target, model, source, token)
 
         clear: Headers = []
         sealed = _cookies.get(headers, self.cookie_name)
         if sealed:
             token = self.sealer.unseal(self.cookie_name, sealed, self.hub.login_cookie_max_age_s)
             model = None
-            if token is not None:
+            if token is not None and _tokens.well_formed(token):
                 model = await self._user(scope, send, token)
                 if model is False:
                     return None
@@ -208,7 +210,8 @@ class HubOAuth:
                 if not self.allowed(model):
                     await self._deny(scope, send, model)
                     return None
-                return self._passage(headers, target, model)
+                assert token is not None
+                return self._passage(headers, target, model, "cookie", token)
 
         if self._is_navigation(scope, headers, method):
             location, cookies = self._start_login(scope, headers)
@@ -221,19 +224,28 @@ class HubOAuth:
         return None
 
     def _passage(
-        self, headers: Sequence[tuple[bytes, bytes]], target: bytes, model: dict[str, Any], drop_args: Sequence[str] = ()
+        self, headers: Sequence[tuple[bytes, bytes]], target: bytes, model: dict[str, Any], credential: str, token: str
     ) -> Passage:
-        kept = _cookies.without(headers, self._own_cookie)
         return passage(
-            kept,
+            headers,
             target,
             user=model,
             forward_user_info=self.proxy.forward_user_info,
             query_user_info=self.proxy.query_user_info,
-            drop_query_args=drop_args,
+            own_cookie=self.cookie_name,
+            strip_xsrf=not self.app_uses_xsrf(),
+            credential=credential,
+            login_digest=_tokens.digest(token),
+            controls=_scopes.control_access(model, self.door),
         )
 
-    async def _user(self, scope: dict[str, Any], send: Send, token: str) -> dict[str, Any] | None | bool:
+    async def _malformed(self, scope: dict[str, Any], send: Send) -> None:
+        logger.warning("refused a request with a malformed token (%s)", _where(scope))
+        await self._page(scope, send, 403, "403: Token not valid",
+                         ["The token sent with this request is malformed: a JupyterHub token is a short string "
+                          "of visible ASCII characters."])
+
+    async def _user(self, scope: dict[str, Any], send: Send, token: str) -> dict[str, Any] | None | Literal[False]:
         """The token's owner, None if the Hub does not honour it, False once a 502 went out."""
         try:
             return await self.tokens.user(token)
@@ -252,17 +264,28 @@ class HubOAuth:
             return False
         return (_headers.get(headers, b"x-requested-with") or b"").lower() != b"xmlhttprequest"
 
-    async def _deny(self, scope: dict[str, Any], send: Send, model: dict[str, Any]) -> None:
+    def _why_not(self, model: dict[str, Any]) -> list[str]:
+        """The 403 page's explanation (names only, never a token or its scopes)."""
         name = str(model.get("name"))
         kind = str(model.get("kind") or "user")
-        logger.warning("refused %s %s: not allowed on this server (%s)", kind, name, _where(scope))
         owner = self.hub.user or "another user"
+        if kind == "user" and name == self.hub.user and self.door.access_scopes:
+            return [f"You are logged in to JupyterHub as {name}, the owner of this server, but the token sent "
+                    "with this request does not grant access to this server: JupyterHub issued it for "
+                    "another server, or with scopes that do not include access to this one.",
+                    "Open this server from your JupyterHub home to log in to it, or use an API token "
+                    "with access to your servers."]
+        return [f"You are logged in to JupyterHub as {kind} {name}, but this server belongs to {owner} "
+                "and the token sent with this request does not grant access to it: JupyterHub has not "
+                "given you access to it, or issued this token for another server.",
+                "Ask its owner to share it with you."]
+
+    async def _deny(self, scope: dict[str, Any], send: Send, model: dict[str, Any]) -> None:
+        logger.warning("refused %s %s: no access to this server (%s)", model.get("kind") or "user",
+                       model.get("name"), _where(scope))
         hub = self.hub.host + self.hub.hub_prefix
         await self._page(
-            scope, send, 403, "403: Not your server",
-            [f"You are logged in to JupyterHub as {kind} {name}, but this server belongs to {owner} "
-             "and JupyterHub has not given you access to it.",
-             "Ask its owner to share it with you."],
+            scope, send, 403, "403: Not your server", self._why_not(model),
             links=[("Your JupyterHub home", hub + "home"), ("Log out of JupyterHub", hub + "logout")],
         )
 
@@ -286,6 +309,7 @@ class HubOAuth:
         verifier = generate_token(64)
         raw = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string") or b""
+        query = _headers.strip_query_arg(query, TOKEN_ARG)
         next_url = (raw + (b"?" + query if query else b"")).decode("latin-1")
         name = self._state_cookie_name(state)
         value = self.sealer.seal(name, json.dumps({"s": state, "n": next_url, "v": verifier}))
@@ -363,11 +387,8 @@ class HubOAuth:
             self.metrics.logins["denied"] += 1
             logger.warning("refused %s %s at login: not allowed on this server", model.get("kind"), model.get("name"))
             hub = self.hub.host + self.hub.hub_prefix
-            kind, who = model.get("kind") or "user", model.get("name")
             return self._reply(
-                403, "403: Not your server",
-                [f"You are logged in to JupyterHub as {kind} {who}, but this server belongs to "
-                 f"{self.hub.user or 'another user'} and JupyterHub has not given you access to it."],
+                403, "403: Not your server", self._why_not(model),
                 links=[("Your JupyterHub home", hub + "home"), ("Log out of JupyterHub", hub + "logout")],
                 extra=[clear_state],
             )
@@ -382,7 +403,7 @@ class HubOAuth:
     async def _logged_in(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
         sealed = _cookies.get(headers, self.cookie_name)
         token = self.sealer.unseal(self.cookie_name, sealed, self.hub.login_cookie_max_age_s) if sealed else None
-        if token is None:
+        if token is None or not _tokens.well_formed(token):
             return False
         try:
             model = await self.tokens.user(token)

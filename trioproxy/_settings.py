@@ -119,6 +119,9 @@ COOKIE_SECRET_BYTES = 32
 COOKIE_SECRET_MIN_BYTES = 16
 #: Environment variable that may hold the cookie secret (hex, or any text).
 COOKIE_SECRET_ENV = "TRIOPROXY_COOKIE_SECRET"
+#: Longest token (header, ``?token=`` or sealed in the login cookie) that is looked up
+#: at the Hub, in bytes; a longer one is a 403 without asking (the Hub's are 32-64).
+MAX_TOKEN_BYTES = 4096
 
 
 class SettingsError(ValueError):
@@ -272,6 +275,9 @@ class HubSettings:
     state_max_age_s: int = OAUTH_STATE_MAX_AGE_S
     state_cookies_max: int = OAUTH_STATE_COOKIES_MAX
     login_cookie_max_age_s: int = LOGIN_COOKIE_MAX_AGE_S
+    #: With --authtype none: the owner's controls, and the app's output on error
+    #: pages, for anyone who reaches the server (--public-controls); off: neither.
+    public_controls: bool = False
 
     @property
     def hub_prefix(self) -> str:
@@ -550,6 +556,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         cookie_secret_source=secret_source,
         auth_cache_ttl_s=float(options.get("auth_cache_ttl", DEFAULT_AUTH_CACHE_TTL_S)),
         ready_timeout_s=float(options.get("hub_ready_timeout", DEFAULT_HUB_READY_TIMEOUT_S)),
+        public_controls=bool(options.get("public_controls", False)),
     )
     activity = ActivitySettings(
         interval_s=float(options["last_activity_interval"]),

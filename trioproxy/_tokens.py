@@ -1,6 +1,8 @@
 """What the Hub said about a token, remembered for a bounded time.
 
-Keys are SHA-256 digests, never the tokens. Answers (a user model, or None
+Only well-formed tokens (:func:`well_formed`: visible ASCII, no space, at most
+``MAX_TOKEN_BYTES``) are ever looked up: anything else is refused before the Hub
+is asked. Keys are SHA-256 digests (:func:`digest`), never the tokens. Answers (a user model, or None
 for a token the Hub does not honour) live ``ttl_s`` seconds, so a revoked
 token stops working within that time; the table holds at most ``max_entries``
 (least recently used go first). Concurrent lookups of one token share a
@@ -17,6 +19,8 @@ from typing import Any
 
 import trio
 
+from ._settings import MAX_TOKEN_BYTES
+
 Model = dict[str, Any]
 Lookup = Callable[[str], Awaitable[Model | None]]
 
@@ -24,8 +28,18 @@ Lookup = Callable[[str], Awaitable[Model | None]]
 KEPT_FIELDS = ("kind", "name", "admin", "groups", "scopes")
 
 
-def _key(token: str) -> bytes:
+def digest(token: str) -> bytes:
+    """The SHA-256 of ``token``: how trioproxy remembers a token without keeping it."""
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+_key = digest
+
+
+def well_formed(token: str, max_bytes: int = MAX_TOKEN_BYTES) -> bool:
+    """Could ``token`` be a JupyterHub token: 1 to ``max_bytes`` visible ASCII characters
+    (no space, no control character)? Others are refused without asking the Hub."""
+    return 0 < len(token) <= max_bytes and token.isascii() and token.isprintable() and " " not in token
 
 
 def slim(model: Model) -> Model:
