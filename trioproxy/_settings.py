@@ -119,6 +119,9 @@ COOKIE_SECRET_BYTES = 32
 COOKIE_SECRET_MIN_BYTES = 16
 #: Environment variable that may hold the cookie secret (hex, or any text).
 COOKIE_SECRET_ENV = "TRIOPROXY_COOKIE_SECRET"
+#: The server's Hub API token, in both spellings a Spawner sets: kept from the app
+#: (and from git and conda) unless --pass-api-token.
+API_TOKEN_ENVS = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
 
 
 class SettingsError(ValueError):
@@ -458,6 +461,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         presentation = os.path.join(cwd or os.getcwd(), presentation)
 
     prefix = normalise_prefix(env.get("JUPYTERHUB_SERVICE_PREFIX", "/"))
+    hidden = {COOKIE_SECRET_ENV} if options.get("pass_api_token") else {COOKIE_SECRET_ENV, *API_TOKEN_ENVS}
     ws_max = options["websocket_max_message_size"] or DEFAULT_WS_MAX_MESSAGE_BYTES
     probe_timeout = options["aiohttp_request_timeout"]
 
@@ -467,8 +471,9 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         destport=destport,
         base_url=prefix,
         presentation_path=presentation,
-        # The app inherits the environment, minus the secret that seals login cookies.
-        env={k: v for k, v in env.items() if k != COOKIE_SECRET_ENV},
+        # The app inherits the environment, minus the secret that seals login cookies and
+        # (unless --pass-api-token) the server's Hub API token.
+        env={k: v for k, v in env.items() if k not in hidden},
         ready_check_path=ready_path,
         ready_timeout_s=float(options["ready_timeout"]),
         probe_timeout_s=float(probe_timeout) if probe_timeout > 0 else None,
