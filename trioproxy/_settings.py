@@ -120,8 +120,16 @@ COOKIE_SECRET_MIN_BYTES = 16
 #: Environment variable that may hold the cookie secret (hex, or any text).
 COOKIE_SECRET_ENV = "TRIOPROXY_COOKIE_SECRET"
 #: The server's Hub API token, in both spellings a Spawner sets: kept from the app
-#: (and from git and conda) unless --pass-api-token.
+#: (and from git and conda; the process guard gets no environment) unless --pass-api-token.
 API_TOKEN_ENVS = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
+#: The process guard (``_guard``): once trioproxy is gone, however it died, the
+#: app's process groups get SIGTERM, then SIGKILL this long later, in seconds.
+GUARD_GRACE_S = 1.0
+#: The guard checks this often whether the groups it signalled are gone, in seconds.
+GUARD_POLL_S = 0.02
+#: At a normal exit, trioproxy waits this long for the guard to end (it has
+#: nothing left to do), then kills it, in seconds.
+GUARD_CLOSE_TIMEOUT_S = 1.0
 
 
 class SettingsError(ValueError):
@@ -168,6 +176,11 @@ class ChildSettings:
     pump_drain_s: float = PUMP_DRAIN_S
     log_tail_lines: int = LOG_TAIL_LINES
     log_line_max_bytes: int = LOG_LINE_MAX_BYTES
+    #: Start the process guard, so the app never outlives trioproxy (off only in tests).
+    guard: bool = True
+    guard_grace_s: float = GUARD_GRACE_S
+    guard_poll_s: float = GUARD_POLL_S
+    guard_close_timeout_s: float = GUARD_CLOSE_TIMEOUT_S
 
     @property
     def lazy(self) -> bool:
