@@ -237,6 +237,11 @@ def _unshare_works() -> bool:
     return r.returncode == 0
 
 
+def _pid1_of(unshare_pid: int) -> int:
+    with open(f"/proc/{unshare_pid}/task/{unshare_pid}/children") as f:
+        return int(f.read().split()[0])
+
+
 @pytest.mark.skipif(not _unshare_works(), reason="needs root and unshare --pid")
 async def test_no_guard_as_pid1():
     """As PID 1 the kernel already takes every process of the namespace down with trioproxy."""
@@ -245,7 +250,11 @@ async def test_no_guard_as_pid1():
         async with run_proxy(["--debug", *ECHO], argv_prefix=argv_prefix) as p, client() as c:
             await p.wait_ready()
             assert (await c.get(p.url + "/pid")).status_code == 200
-            assert "running as PID 1" in p.log and "process guard started" not in p.log
+            assert "running as PID 1" in p.log and "no process guard as PID 1" in p.log
+            assert "process guard started" not in p.log
+            # unshare does not pass signals on: stop trioproxy itself, or it outlives the test.
+            os.kill(_pid1_of(p.proc.pid), signal.SIGTERM)
+            assert await p.proc.wait() == 0
 
 
 # --- the guard's program (pure parts) ----------------------------------------------------
