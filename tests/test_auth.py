@@ -42,6 +42,25 @@ def test_cross_site_by_fetch_metadata_then_origin():
     assert not cs(H, "http")  # no browser headers: not a browser
 
 
+def test_cross_site_never_trusts_a_client_x_forwarded_host():
+    cs = _auth.is_cross_site
+    evil = [(b"origin", b"http://evil"), (b"x-forwarded-host", b"evil")]
+    assert cs(H + evil, "http")
+    assert cs([(b"host", b"evil.example")] + evil, "http") is True  # the Host must match too
+    # configurable-http-proxy keeps the browser's Host: the Origin matches it, whatever X-Forwarded-Host says.
+    assert not cs(H + [(b"origin", b"http://hub.example.org"), (b"x-forwarded-host", b"other")], "http")
+    # An ingress that rewrites Host: the Hub's public URL is the trusted origin.
+    internal = [(b"host", b"proxy-public.svc:8000"), (b"origin", b"https://hub.example.org")]
+    assert cs(internal, "http")
+    assert not cs(internal, "http", frozenset({"https://hub.example.org"}))
+    # No Host at all: only a trusted origin passes.
+    assert cs([(b"origin", b"http://")], "http") and cs([(b"origin", b"http://x")], "http")
+    assert not cs([(b"origin", b"http://x")], "http", frozenset({"http://x"}))
+    # The browser's scheme still counts: an http page is not the https origin.
+    assert cs(H + [(b"origin", b"http://hub.example.org"), (b"x-forwarded-proto", b"https")], "http")
+    assert not cs(H + [(b"origin", b"HTTP://Hub.Example.org/")], "http")
+
+
 def test_safe_next_only_pages_of_this_server():
     assert _oauth.safe_next("/user/dan/app?x=1", "/user/dan") == "/user/dan/app?x=1"
     for bad in ("https://evil.example/", "//evil.example/user/dan/", "/user/danny/", "/user/dan", "/user/dan/\\x",

@@ -66,3 +66,33 @@ async def test_plain_http_server_with_readme_style_command():
             async with httpx.AsyncClient(trust_env=False, timeout=20) as c:
                 r = await c.get(p.url + "/")
                 assert r.status_code == 200 and "Directory listing" in r.text
+
+
+def test_pass_api_token_option_its_help_and_what_the_app_and_its_helpers_get():
+    from trioproxy import _bootstrap, _cli
+    from trioproxy._applog import LogTail
+
+    r = cli("--help")
+    assert "--pass-api-token" in " ".join(r.stdout.split())
+    assert "the app never holds the server's Hub credential" in " ".join(r.stdout.split())
+    env = {"JUPYTERHUB_API_TOKEN": "tok-1", "JPY_API_TOKEN": "tok-1", "TRIOPROXY_COOKIE_SECRET": "s" * 32, "KEEP": "1"}
+    for argv, passed in ((["a"], set()), (["--pass-api-token", "a"], {"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"})):
+        s = _cli.parse([*argv, "--repo", "https://example.org/r.git", "--conda-env", "x"], env)
+        assert s.hub.api_token == "tok-1"  # trioproxy itself always has it
+        boot = _bootstrap.Bootstrap(s.child, LogTail(1), starting=lambda r: None, failed=lambda r: None)
+        # The app, git and conda get the same filtered environment.
+        for seen in (s.child.env, boot._git.env, boot._conda.env):
+            assert seen["KEEP"] == "1" and set(seen) & set(env) - {"KEEP"} == passed
+
+
+def test_not_dumpable_in_a_fresh_process_only():
+    code = (
+        "import ctypes, sys; libc = ctypes.CDLL(None); before = libc.prctl(3, 0, 0, 0, 0); "
+        "from trioproxy import _cli, _run, _child; import trioproxy; imported = libc.prctl(3, 0, 0, 0, 0); "
+        "ok = _cli.not_dumpable(); print(before, imported, ok, libc.prctl(3, 0, 0, 0, 0))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=False)
+    if sys.platform.startswith("linux"):
+        assert r.stdout.split() == ["1", "1", "True", "0"]  # PR_GET_DUMPABLE: importing changes nothing
+    else:
+        assert r.stdout.split()[2] == "False"

@@ -30,7 +30,8 @@ def test_outside_jupyterhub_names_what_is_missing_and_exits_1():
 async def test_in_a_spawned_servers_environment(tmp_path):
     with trio.fail_after(90):
         async with run_hub("6", tmp_path, internal_ssl=True) as hub:
-            hub.set_server_cmd("alice", "", hub.trioproxy_cmd("--authtype", "none"))
+            # The app shows the doctor the server's whole environment, its token too (--pass-api-token).
+            hub.set_server_cmd("alice", "", hub.trioproxy_cmd("--authtype", "none", "--pass-api-token"))
             await hub.start_server("alice")
             async with hub.client() as c:
                 env = (await c.get(f"{hub.url}/user/alice/pid")).json()["env"]

@@ -36,6 +36,53 @@ def test_forwarded_appends_for_and_keeps_earlier_proto():
     assert [v for n, v in out if n == b"x-forwarded-prefix"] == [b"/p"]
 
 
+def _fwd(out):
+    return {n: [v for m, v in out if m == n] for n in (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+                                                        b"x-forwarded-port", b"x-forwarded-prefix")}
+
+
+def test_forwarded_rules_behind_configurable_http_proxy():
+    # What CHP 5 (http-proxy's xfwd) sends behind a TLS ingress: For/Port/Proto with its hop
+    # appended by ",", the browser's Host, and a client's X-Forwarded-Host passed on untouched.
+    h = [(b"host", b"hub.example.org"), (b"x-forwarded-host", b"evil.example"), (b"x-forwarded-host", b"evil2"),
+         (b"x-forwarded-for", b"203.0.113.7,10.0.0.2"), (b"x-forwarded-port", b"443,80"),
+         (b"x-forwarded-proto", b"https,http"), (b"x-forwarded-prefix", b"/evil")]
+    for prefix in ("/user/dan", ""):
+        out = _headers.upstream_request(h, client_host="10.0.0.3", scheme="http", server_port=8888, prefix=prefix)
+        assert _fwd(out) == {
+            b"x-forwarded-for": [b"203.0.113.7,10.0.0.2, 10.0.0.3"],
+            b"x-forwarded-proto": [b"https"],
+            b"x-forwarded-host": [b"hub.example.org"],
+            b"x-forwarded-port": [b"443"],
+            b"x-forwarded-prefix": [prefix.encode()] if prefix else [],
+        }
+    # Repeated fields count as one list (RFC 9110 §5.3); the first element wins.
+    out = _headers.upstream_request([(b"host", b"h"), (b"x-forwarded-proto", b" wss "), (b"x-forwarded-proto", b"http")],
+                                    client_host=None, scheme="http", server_port=None, prefix="")
+    assert _fwd(out)[b"x-forwarded-proto"] == [b"wss"] and _fwd(out)[b"x-forwarded-for"] == []
+    # Nothing came: this hop's values. No Host (HTTP/1.0): no X-Forwarded-Host, whatever the client says.
+    out = _headers.upstream_request([(b"x-forwarded-host", b"evil")], client_host="127.0.0.1", scheme="https",
+                                    server_port=443, prefix="")
+    assert _fwd(out) == {b"x-forwarded-for": [b"127.0.0.1"], b"x-forwarded-proto": [b"https"],
+                         b"x-forwarded-host": [], b"x-forwarded-port": [b"443"], b"x-forwarded-prefix": []}
+
+
+def test_websocket_x_forwarded_host_is_the_request_host():
+    h = [(b"host", b"hub.example.org"), (b"x-forwarded-host", b"evil"), (b"upgrade", b"websocket")]
+    out = _headers.upstream_websocket(h, client_host="127.0.0.1", scheme="http", server_port=8000, prefix="/p")
+    assert _fwd(out)[b"x-forwarded-host"] == [b"hub.example.org"] and not any(n == b"host" for n, _ in out)
+
+
+def test_names_with_underscores_never_reach_the_app():
+    h = [(b"host", b"h"), (b"x_cdsdashboards_jh_user", b'{"name": "admin"}'), (b"x-cdsdashboards-jh-user", b"spoof"),
+         (b"_", b"1"), (b"x-ok", b"1"), (b"x_forwarded_host", b"evil")]
+    for out in (_headers.upstream_request(h, client_host=None, scheme="http", server_port=None, prefix=""),
+                _headers.upstream_websocket(h, client_host=None, scheme="http", server_port=None, prefix="")):
+        assert [n for n, _ in out if b"_" in n or n == _headers.USER_INFO_HEADER] == []
+        assert (b"x-ok", b"1") in out
+    assert _headers.without_underscores([(b"a_b", b"1"), (b"a-b", b"2")]) == [(b"a-b", b"2")]
+
+
 def test_chunked_request_reframed():
     h = [(b"host", b"h"), (b"transfer-encoding", b"chunked"), (b"content-length", b"5")]
     out = _headers.upstream_request(h, client_host=None, scheme="http", server_port=None, prefix="")

@@ -48,6 +48,7 @@ async def _check_server(hub: HubProcess, user: str, name: str, model: dict) -> t
         assert headers["x-forwarded-prefix"] == prefix.rstrip("/")
         info = (await client.get(f"{hub.url}{prefix}pid")).json()
     env = info["env"]
+    assert ("JUPYTERHUB_API_TOKEN" in env) == bool(name)  # the default server's app never holds it
     assert env["JUPYTERHUB_SERVICE_PREFIX"] == prefix
     assert env["JUPYTERHUB_SERVER_NAME"] == name
     assert env["JUPYTERHUB_USER"] == user
@@ -67,7 +68,9 @@ async def test_hub_spawns_trioproxy_default_and_named(hub):
             if name:
                 scopes["oauth_client_allowed_scopes"] = ["read:users:groups!user"]
             env = {"TRIOPROXY_TEST_SERVER": name or "default"}
-            hub.set_server_cmd("alice", name, hub.trioproxy_cmd("--authtype", "none"), env=env, **scopes)
+            # The named server's app reads its server's token (below): only with --pass-api-token.
+            options = ("--authtype", "none", *(("--pass-api-token",) if name else ()))
+            hub.set_server_cmd("alice", name, hub.trioproxy_cmd(*options), env=env, **scopes)
             model = await hub.start_server("alice", name)
             pids[name] = await _check_server(hub, "alice", name, model)
         async with hub.client() as client:

@@ -147,7 +147,12 @@ def is_cross_site(
     ``Sec-Fetch-Site`` decides where the browser sends it (only
     ``same-origin`` and ``none``, a typed URL, pass: ``same-site`` is another
     user's server in subdomain mode). Otherwise ``Origin`` must be this
-    request's own origin or a trusted one. No header at all: not a browser.
+    request's own origin, the browser's scheme with the ``Host`` trioproxy
+    received (proxies in front, configurable-http-proxy among them, keep the
+    browser's), or a trusted one (the Hub's public URL: behind an ingress that
+    rewrites ``Host``). ``X-Forwarded-Host`` is never read: any client can send
+    one, and configurable-http-proxy passes it on untouched. No header at all:
+    not a browser.
     """
     site = _headers.get(headers, b"sec-fetch-site")
     if site is not None:
@@ -158,11 +163,10 @@ def is_cross_site(
     got = origin.decode("latin-1").strip().lower().rstrip("/")
     if got == "null":
         return True
-    host = _first(_headers.get(headers, b"x-forwarded-host")) or (_headers.get(headers, b"host") or b"").decode(
-        "latin-1"
-    )
-    own = f"{browser_scheme(headers, scheme)}://{host}".lower()
-    return got != own and got not in trusted_origins
+    if got in trusted_origins:
+        return False
+    host = (_headers.get(headers, b"host") or b"").decode("latin-1").strip().lower()
+    return not host or got != f"{browser_scheme(headers, scheme)}://{host}"
 
 
 class NoAuth:

@@ -15,6 +15,9 @@ If that fails the app is not started; the state says why and trioproxy stays up.
 Shutdown (driven by ``_run``): :meth:`Supervisor.stop` sends SIGTERM to the
 group and forbids restarts; :meth:`Supervisor.kill` sends SIGKILL to the
 group; the supervising task reaps the leader and returns.
+
+If trioproxy dies without that (SIGKILL, the OOM killer), the process guard
+(``_guard``), started once by :meth:`Supervisor.run`, takes the app's group down.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import Callable
 
 import trio
 
-from . import _reaper, _template, _upstream
+from . import _guard, _reaper, _template, _upstream
 from ._applog import LogTail, pump
 from ._bootstrap import Bootstrap, Launch
 from ._settings import ChildSettings
@@ -205,6 +208,13 @@ class Supervisor:
         if s.lazy:
             self.state.set(Status.WAITING)
         task_status.started()
+        # Every process group started from here on (git, conda, the app) is taken down by the
+        # guard if trioproxy dies; the guard ends after the last of them was reaped.
+        async with _guard.guarding(s):
+            await self._run()
+
+    async def _run(self) -> None:
+        s = self.settings
         if self._bootstrap.needed:
             with self._bootstrap_scope:
                 self._launch = await self._bootstrap.run()

@@ -31,7 +31,8 @@ Environment: JUPYTERHUB_SERVICE_PREFIX (URL prefix, default /),
 JUPYTERHUB_SERVICE_URL (default --port and --ip), JUPYTERHUB_SSL_KEYFILE,
 JUPYTERHUB_SSL_CERTFILE, JUPYTERHUB_SSL_CLIENT_CA (serve TLS, require client
 certificates), and the JUPYTERHUB_* variables a Spawner sets for OAuth and
-activity. The app inherits the whole environment.
+activity. The app inherits the environment, except $TRIOPROXY_COOKIE_SECRET and
+(without --pass-api-token) $JUPYTERHUB_API_TOKEN and $JPY_API_TOKEN.
 """
 
 
@@ -133,6 +134,9 @@ def _opt(*decls: str, **kw: Any) -> Any:
 @_opt("--public-controls/--no-public-controls", default=False, show_default=True,
       help="With --authtype none, show the owner's controls and the app's output on error pages to anyone "
            "who can reach the server (off: a public dashboard must not show its log to the world).")
+@_opt("--pass-api-token/--no-pass-api-token", default=False, show_default=True,
+      help="give the app JUPYTERHUB_API_TOKEN and JPY_API_TOKEN, for apps that call the Hub API themselves "
+           "(off: the app never holds the server's Hub credential)")
 @_opt("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
       help="text: one readable line per event, the app's lines tagged [stdout]/[stderr]. "
            "json: one JSON object per line (time, level, logger, message; stream for the app's lines).")
@@ -208,8 +212,36 @@ def _configure_logging(debug: bool, log_format: str = "text") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+#: prctl option number (linux/prctl.h).
+PR_SET_DUMPABLE = 4
+
+
+def not_dumpable() -> bool:
+    """Make this process not dumpable (Linux): no core dump, and a process of the same
+    user (the app) can neither ptrace it nor read its /proc/<pid>/environ (the Hub API
+    token), mem or fds. Its own /proc stays readable to it, and children are unaffected
+    (execve makes them dumpable again). False, logged at debug, where that fails."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        return True
+    except (OSError, AttributeError) as exc:
+        logger.debug("prctl(PR_SET_DUMPABLE, 0) failed: %s", exc)
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: exits with the code of :func:`trioproxy._run.run`."""
+    """Console entry point: exits with the code of :func:`trioproxy._run.run`.
+
+    Once its logging is set up, trioproxy makes itself not dumpable
+    (:func:`not_dumpable`) before it starts anything: here only, not on
+    import, so library use and tests in-process are unchanged.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     doctor = bool(args) and args[0] == "doctor"
     if doctor:
@@ -223,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     _configure_logging(settings.debug, settings.log_format)
+    not_dumpable()
     if doctor:
         from . import _doctor
 

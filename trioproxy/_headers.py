@@ -81,23 +81,45 @@ def peer(scope: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Forwarded fields that describe the hops before trioproxy.
+_CHAIN = (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-port")
+#: Forwarded fields trioproxy always sets itself: a client's copy never reaches the app.
+_OURS = (b"x-forwarded-host", b"x-forwarded-prefix")
+
+
+def _leftmost(value: bytes) -> bytes:
+    """The first element of a comma-separated list (what the outermost proxy set)."""
+    return value.split(b",", 1)[0].strip()
+
+
 def _forwarded(
     headers: Headers,
     *,
+    host: bytes | None,
     client_host: str | None,
     scheme: str,
     server_port: int | None,
     prefix: str,
 ) -> Headers:
-    """Append X-Forwarded-For; keep an earlier proxy's Proto/Host/Port, else add ours."""
+    """The X-Forwarded-* fields for the app, in place of the ones that came.
+
+    * ``-For``: what came, with this hop's peer appended.
+    * ``-Proto``, ``-Port``: the left-most value that came, else this hop's. A
+      proxy in front appends its own hop to what it got (configurable-http-proxy,
+      through http-proxy's ``xfwd``, writes ``<what came>,<its hop>``), so the
+      left-most is what the outermost proxy saw: the browser's scheme and port,
+      JupyterHub's own reading (``get_browser_protocol``). A client can spoof it
+      only about its own request.
+    * ``-Host``: ``host``, the Host trioproxy received (proxies in front keep the
+      browser's), never a client's ``X-Forwarded-Host`` (CHP passes one through).
+    * ``-Prefix``: ``prefix``, trioproxy's own, or none.
+    """
     out: Headers = []
     seen: dict[bytes, bytes] = {}
     for name, value in headers:
-        if name in (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"):
+        if name in _CHAIN:
             seen[name] = value if name not in seen else seen[name] + b", " + value
-        elif name == b"x-forwarded-prefix":
-            continue  # ours describes the prefix we strip
-        else:
+        elif name not in _OURS:
             out.append((name, value))
     xff = seen.get(b"x-forwarded-for")
     if client_host and client_host.startswith("::ffff:") and "." in client_host:
@@ -106,16 +128,25 @@ def _forwarded(
         xff = (xff + b", " if xff else b"") + client_host.encode("latin-1")
     if xff:
         out.append((b"x-forwarded-for", xff))
-    out.append((b"x-forwarded-proto", seen.get(b"x-forwarded-proto") or scheme.encode("latin-1")))
-    host = seen.get(b"x-forwarded-host") or get(headers, b"host")
+    proto = _leftmost(seen.get(b"x-forwarded-proto", b""))
+    out.append((b"x-forwarded-proto", proto or scheme.encode("latin-1")))
     if host:
         out.append((b"x-forwarded-host", host))
-    port = seen.get(b"x-forwarded-port") or (str(server_port).encode() if server_port else None)
+    port = _leftmost(seen.get(b"x-forwarded-port", b"")) or (str(server_port).encode() if server_port else b"")
     if port:
         out.append((b"x-forwarded-port", port))
     if prefix:
         out.append((b"x-forwarded-prefix", prefix.encode("latin-1")))
     return out
+
+
+def without_underscores(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """Drop every field whose name has an ``_`` (nginx's ``underscores_in_headers off``).
+
+    WSGI and CGI turn both ``-`` and ``_`` into ``_`` (``HTTP_X_CDSDASHBOARDS_JH_USER``),
+    so a client's ``X_CDSDASHBOARDS_JH_USER`` would pass there as trioproxy's user info.
+    """
+    return [(n, v) for n, v in headers if b"_" not in n]
 
 
 def upstream_request(
@@ -128,7 +159,7 @@ def upstream_request(
 ) -> Headers:
     """Headers to send the app for an HTTP request.
 
-    ``Host`` is kept; ``Expect`` is answered by our side; a client
+    ``Host`` is kept; names with ``_`` are dropped; ``Expect`` is answered by our side; a client
     ``Transfer-Encoding`` becomes our own chunked framing (a
     ``Content-Length`` beside it is dropped, RFC 9112 §6.3).
     """
@@ -136,8 +167,10 @@ def upstream_request(
     extra = frozenset({b"expect", USER_INFO_HEADER})
     if chunked:
         extra |= {b"content-length"}
-    out = strip_hop_by_hop(headers, extra)
-    out = _forwarded(out, client_host=client_host, scheme=scheme, server_port=server_port, prefix=prefix)
+    out = strip_hop_by_hop(without_underscores(headers), extra)
+    out = _forwarded(
+        out, host=get(headers, b"host"), client_host=client_host, scheme=scheme, server_port=server_port, prefix=prefix
+    )
     if chunked:
         out.append((b"transfer-encoding", b"chunked"))
     return out
@@ -151,9 +184,15 @@ def upstream_websocket(
     server_port: int | None,
     prefix: str,
 ) -> Headers:
-    """End-to-end headers of a websocket handshake for the app (cookies, origin...)."""
-    out = strip_hop_by_hop(headers, WEBSOCKET_HANDSHAKE | {USER_INFO_HEADER})
-    return _forwarded(out, client_host=client_host, scheme=scheme, server_port=server_port, prefix=prefix)
+    """End-to-end headers of a websocket handshake for the app (cookies, origin...).
+
+    ``Host`` is dropped here (the websocket client sends its own, the same) but
+    still becomes ``X-Forwarded-Host``.
+    """
+    out = strip_hop_by_hop(without_underscores(headers), WEBSOCKET_HANDSHAKE | {USER_INFO_HEADER})
+    return _forwarded(
+        out, host=get(headers, b"host"), client_host=client_host, scheme=scheme, server_port=server_port, prefix=prefix
+    )
 
 
 def downstream_response(headers: Iterable[tuple[bytes, bytes]]) -> Headers:

@@ -14,6 +14,11 @@ with ``setsid``) is re-parented to trioproxy instead of to init. Run as PID 1
   would otherwise be reaped here and reported to trio as a success).
 * :func:`kill_descendants` at the very end kills every process still
   re-parented to us, and reaps it.
+
+And when trioproxy dies without that end (SIGKILL), the process guard
+(``_guard``) takes down the process groups it started: :func:`open_process`
+tells the guard installed with :func:`guard_groups` every new session's
+group, :func:`forget` tells it when the group's leader was reaped.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -82,27 +87,56 @@ def _children() -> list[tuple[int, str]]:
     return out
 
 
+class GroupWatcher(Protocol):
+    """What the reaper tells the process guard (``_guard.Guard``)."""
+
+    def watch(self, pgid: int) -> None: ...
+
+    def forget(self, pgid: int) -> None: ...
+
+
 #: Pids of the processes trioproxy started itself (trio waits for them), and
 #: how many starts are under way. Process-wide, as pids are.
 _ours: set[int] = set()
 _starting = 0
+#: The process guard, while one runs, and the groups it was told of.
+_watcher: GroupWatcher | None = None
+_watched: set[int] = set()
+
+
+def guard_groups(watcher: GroupWatcher | None) -> None:
+    """From now on tell ``watcher`` (None: nobody) of every process group started and reaped."""
+    global _watcher
+    _watcher = watcher
+    _watched.clear()
 
 
 async def open_process(argv: list[str], **kw: Any) -> trio.Process:
-    """``trio.lowlevel.open_process``, registered so the reaper never takes its exit status."""
+    """``trio.lowlevel.open_process``, registered so the reaper never takes its exit status.
+
+    With ``start_new_session`` the new group is also told to the process guard.
+    """
     global _starting
     _starting += 1
     try:
         proc = await trio.lowlevel.open_process(argv, **kw)
         _ours.add(proc.pid)
+        if kw.get("start_new_session") and _watcher is not None:
+            _watcher.watch(proc.pid)
+            _watched.add(proc.pid)
         return proc
     finally:
         _starting -= 1
 
 
 def forget(pid: int) -> None:
-    """``pid`` was waited for: it is no longer ours (pids are reused)."""
+    """``pid`` was waited for (and its group, if it led one, killed): it is no
+    longer ours, nor the guard's (pids are reused)."""
     _ours.discard(pid)
+    if pid in _watched:
+        _watched.discard(pid)
+        if _watcher is not None:
+            _watcher.forget(pid)
 
 
 def reap_zombies(exclude: Callable[[], int | None]) -> int:

@@ -122,6 +122,17 @@ COOKIE_SECRET_ENV = "TRIOPROXY_COOKIE_SECRET"
 #: Longest token (header, ``?token=`` or sealed in the login cookie) that is looked up
 #: at the Hub, in bytes; a longer one is a 403 without asking (the Hub's are 32-64).
 MAX_TOKEN_BYTES = 4096
+#: The server's Hub API token, in both spellings a Spawner sets: kept from the app
+#: (and from git and conda; the process guard gets no environment) unless --pass-api-token.
+API_TOKEN_ENVS = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
+#: The process guard (``_guard``): once trioproxy is gone, however it died, the
+#: app's process groups get SIGTERM, then SIGKILL this long later, in seconds.
+GUARD_GRACE_S = 1.0
+#: The guard checks this often whether the groups it signalled are gone, in seconds.
+GUARD_POLL_S = 0.02
+#: At a normal exit, trioproxy waits this long for the guard to end (it has
+#: nothing left to do), then kills it, in seconds.
+GUARD_CLOSE_TIMEOUT_S = 1.0
 
 
 class SettingsError(ValueError):
@@ -168,6 +179,11 @@ class ChildSettings:
     pump_drain_s: float = PUMP_DRAIN_S
     log_tail_lines: int = LOG_TAIL_LINES
     log_line_max_bytes: int = LOG_LINE_MAX_BYTES
+    #: Start the process guard, so the app never outlives trioproxy (off only in tests).
+    guard: bool = True
+    guard_grace_s: float = GUARD_GRACE_S
+    guard_poll_s: float = GUARD_POLL_S
+    guard_close_timeout_s: float = GUARD_CLOSE_TIMEOUT_S
 
     @property
     def lazy(self) -> bool:
@@ -464,6 +480,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         presentation = os.path.join(cwd or os.getcwd(), presentation)
 
     prefix = normalise_prefix(env.get("JUPYTERHUB_SERVICE_PREFIX", "/"))
+    hidden = {COOKIE_SECRET_ENV} if options.get("pass_api_token") else {COOKIE_SECRET_ENV, *API_TOKEN_ENVS}
     ws_max = options["websocket_max_message_size"] or DEFAULT_WS_MAX_MESSAGE_BYTES
     probe_timeout = options["aiohttp_request_timeout"]
 
@@ -473,8 +490,9 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         destport=destport,
         base_url=prefix,
         presentation_path=presentation,
-        # The app inherits the environment, minus the secret that seals login cookies.
-        env={k: v for k, v in env.items() if k != COOKIE_SECRET_ENV},
+        # The app inherits the environment, minus the secret that seals login cookies and
+        # (unless --pass-api-token) the server's Hub API token.
+        env={k: v for k, v in env.items() if k not in hidden},
         ready_check_path=ready_path,
         ready_timeout_s=float(options["ready_timeout"]),
         probe_timeout_s=float(probe_timeout) if probe_timeout > 0 else None,
