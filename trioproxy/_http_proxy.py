@@ -50,6 +50,24 @@ Receive = Any
 #: Upstream failures that mean "connection unusable".
 _IO_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError)
 
+#: Methods that may be sent a second time, on a fresh connection, when a reused
+#: one fails before a byte of the answer: the safe ones (RFC 9110 §9.2.1), whose
+#: repetition changes nothing on the server. Not PUT or DELETE, although RFC 9110
+#: §9.2.2 calls them idempotent: an app's handler for them often is not (a DELETE
+#: that logs, counts or cascades), and the app may have acted on the first one
+#: before its connection failed. The client decides whether to try again.
+RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def may_retry(method: str, *, reused: bool, whole_body: bool, received: int) -> bool:
+    """May a request that failed on its connection be sent once more, on a fresh one?
+
+    Only a safe method, whose body we hold whole, on a connection that had
+    served before (an idle keep-alive connection the app closed meanwhile: the
+    usual race) and on which not one byte of this answer came.
+    """
+    return method in RETRYABLE_METHODS and reused and whole_body and received == 0
+
 
 async def forward(
     gw: Gateway,
@@ -87,12 +105,13 @@ async def forward(
     if not more_body:
         head_events.append(h11.EndOfMessage())
 
-    # A request whose whole body we hold may be retried once on a fresh
+    # A safe request whose whole body we hold may be retried once on a fresh
     # connection if a pooled one turns out to be stale (closed by the app
-    # while idle) before any byte of the response.
+    # while idle) before any byte of the response (see may_retry).
+    what = f"{scope['method']} {scope['path']}"
     for attempt in (1, 2):
         try:
-            conn = await gw.pool.acquire()
+            conn = await (gw.pool.acquire() if attempt == 1 else gw.pool.connect())
         except UpstreamError as exc:
             await _fail_page(gw, scope, send, exc.status, exc.reason)
             return
@@ -101,11 +120,11 @@ async def forward(
         except BaseException:  # cancelled (shutdown): the connection is in an unknown state
             conn.close()
             raise
-        if outcome == "retry" and attempt == 1 and conn.reused and not more_body:
+        if outcome == "retry" and attempt == 1:
             conn.close()
             continue
         if outcome == "done":
-            gw.pool.release(conn)
+            gw.pool.release(conn, what)
         else:
             conn.close()
         return
@@ -166,7 +185,7 @@ async def _talk(
         await _fail_page(gw, scope, send, 504, reason)
         return "closed"
     except _IO_ERRORS as exc:
-        if conn.reused and not more_body:
+        if may_retry(scope["method"], reused=conn.reused, whole_body=not more_body, received=conn.received):
             return "retry"
         await _fail_page(gw, scope, send, 502, _describe(exc))
         return "closed"
