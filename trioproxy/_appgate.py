@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from . import _pages
+from . import _cookies, _hub_cookies, _pages
 from ._activity import ActivityTracker
 from ._child import AppState, Status
 from ._metrics import Metrics
@@ -23,6 +24,8 @@ from ._pages import Send
 from ._settings import ProxySettings
 from ._upstream import Pool
 from ._ws_keepalive import KeepAlive
+
+logger = logging.getLogger(__name__)
 
 #: Lines of the app's output shown on a 502 page.
 PAGE_TAIL_LINES = 25
@@ -84,6 +87,8 @@ class Gateway:
     #: The owner's name, and whether anyone may see the app's output (--authtype none).
     owner: str = ""
     logs_for_all: bool = False
+    #: trioproxy's login cookie (``HubSettings.cookie_name``; '' without one).
+    own_cookie: str = ""
 
     def __post_init__(self) -> None:
         self.keepalive = KeepAlive(self.settings.ws_ping_interval_s, self.settings.ws_ping_timeout_s)
@@ -94,6 +99,21 @@ class Gateway:
             return True
         user = scope.get("trioproxy.user") or {}
         return bool(self.owner) and user.get("kind", "user") == "user" and user.get("name") == self.owner
+
+    def app_set_cookies(self, headers: list[tuple[bytes, bytes]], what: str) -> list[tuple[bytes, bytes]]:
+        """The app's response headers without any Set-Cookie of trioproxy's or the Hub's cookies.
+
+        An app that could set or delete one could fix a login session on the Hub
+        or on trioproxy, or log its user out. Each one dropped is logged by name
+        (never its value); ``what`` names the response.
+        """
+        kept, dropped = _cookies.without_set_cookies(
+            headers, lambda name: _hub_cookies.is_credential(name, own=self.own_cookie)
+        )
+        for name in dropped:
+            logger.warning("%s: the app's Set-Cookie for %r was dropped (a JupyterHub or trioproxy credential cookie)",
+                           what, name)
+        return kept
 
     async def open(self, scope: dict[str, Any], send: Send) -> tuple[str, int] | None:
         """The app's address once it is ready; otherwise answer ``scope`` with a page and return None."""

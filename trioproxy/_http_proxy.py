@@ -196,7 +196,8 @@ async def _talk(
         return "closed"
     gw.metrics.upstream_latency(trio.current_time() - sent_at)
     gw.metrics.request_done(response.status_code)
-    resp_headers = _headers.downstream_response(response.headers)
+    resp_headers = gw.app_set_cookies(_headers.downstream_response(response.headers),
+                                      f"{scope['method']} {scope['path']}")
     if not gw.app_uses_xsrf and _headers.sets_cookie(resp_headers, b"_xsrf"):
         gw.app_uses_xsrf = True  # its _xsrf is the app's from now on, not the Hub's: pass it
     await send({"type": "http.response.start", "status": response.status_code, "headers": resp_headers})

@@ -43,6 +43,9 @@ CHILD_STOP_GRACE_S = 3.0
 PUMP_DRAIN_S = 0.5
 #: Bound on each side's websocket closing handshake, in seconds.
 WS_CLOSE_TIMEOUT_S = 1.0
+#: An app's refusal of a websocket (an HTTP answer instead of the 101) is
+#: relayed with at most this much of its body, in bytes (``_ws_proxy``).
+WS_REFUSAL_BODY_MAX_BYTES = 64 * 2**10
 #: A websocket client silent this long is pinged; one that then sends nothing
 #: (not even the pong every browser answers with) for WS_PING_TIMEOUT_S more is
 #: cut with 1011, in seconds. Together below KEEP_ALIVE_S, the bound on a stalled

@@ -23,10 +23,24 @@ is reused they would be the answer to the next request, another client's.
     /hangup-reused   on a connection's first request: 200 "fresh"; on a later one: reads the request
                      and closes the connection without a byte
     /partial-reused  like /hangup-reused, but sends "HTTP/1.1 200 OK\\r\\nContent-" before closing
+    /cookies         200 "cookies" with Set-Cookie for jupyterhub-session-id, __Host-jupyterhub-user-x,
+                     trioproxy-login (deletes it), a bare jupyterhub-hub-login (no "="), app=1 and app2=2
     anything else    200 JSON {"method", "target", "conn", "nth"}
+
+Websocket handshakes (a GET with Upgrade: websocket), then the connection ends, except where said:
+
+    /ws-refuse-bare     "HTTP/1.1 400 Bad Request" with no header at all, then close
+    /ws-refuse-body     403 with Content-Type, X-Why, the Set-Cookies of /cookies and a body that
+                        ends with the connection (no Content-Length): "not for you"
+    /ws-silent          reads the handshake, never answers (until the other side closes)
+    /ws-garbage         "hello, this is not HTTP" and waits (until the other side closes)
+    /ws-hangup          closes without a byte
+    /ws-accept-cookies  a correct 101 with the Set-Cookies of /cookies, then echoes text frames
 """
 
 import argparse
+import base64
+import hashlib
 import json
 import signal
 import socket
@@ -42,6 +56,74 @@ EXTRA = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %
     len(LEAK_BODY),
     LEAK_BODY,
 )
+
+
+COOKIES = [
+    b"Set-Cookie: jupyterhub-session-id=fixated; Path=/",
+    b"Set-Cookie: __Host-jupyterhub-user-x=fixated; Path=/; Secure",
+    b"Set-Cookie: trioproxy-login=; Max-Age=0; Path=/",
+    b"Set-Cookie: jupyterhub-hub-login",
+    b"Set-Cookie: app=1; Path=/",
+    b"Set-Cookie: app2=2",
+]
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def wait_closed(sock):
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
+def websocket(sock, path, headers, buf):
+    if path == "/ws-refuse-bare":
+        sock.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    elif path == "/ws-refuse-body":
+        head = [b"HTTP/1.1 403 Forbidden", b"Content-Type: text/plain", b"X-Why: app says no", *COOKIES]
+        sock.sendall(b"\r\n".join(head) + b"\r\n\r\nnot for you")
+    elif path == "/ws-silent":
+        wait_closed(sock)
+    elif path == "/ws-garbage":
+        sock.sendall(b"hello, this is not HTTP\r\n\r\n")
+        wait_closed(sock)
+    elif path == "/ws-accept-cookies":
+        accept = base64.b64encode(hashlib.sha1(headers.get(b"sec-websocket-key", b"") + GUID).digest())
+        head = [b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket", b"Connection: Upgrade",
+                b"Sec-WebSocket-Accept: " + accept, *COOKIES]
+        sock.sendall(b"\r\n".join(head) + b"\r\n\r\n")
+        echo_frames(sock, buf)
+
+
+def echo_frames(sock, buf):
+    """Echo text frames (client frames are masked; ours are not); answer a close frame and return."""
+
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            data = sock.recv(65536)
+            if not data:
+                raise OSError("closed")
+            buf += data
+        out, buf = buf[:n], buf[n:]
+        return out
+
+    while True:
+        b0, b1 = need(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = int.from_bytes(need(2), "big")
+        elif n == 127:
+            n = int.from_bytes(need(8), "big")
+        key = need(4) if b1 & 0x80 else b"\0\0\0\0"
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(need(n)))
+        opcode = b0 & 0x0F
+        if opcode == 0x8:
+            sock.sendall(bytes([0x88, len(payload[:2])]) + payload[:2])
+            return
+        if opcode == 0x1 and n < 126:
+            sock.sendall(bytes([0x81, n]) + payload)
 
 
 def read_head(sock, buf):
@@ -95,7 +177,12 @@ def handle(sock):
                 continue
             with LOCK:
                 SEEN.append([conn_id, nth, request_line])
-            if path == "/head-body":
+            if headers.get(b"upgrade", b"").lower() == b"websocket":
+                websocket(sock, path, headers, buf)
+                return
+            if path == "/cookies":
+                sock.sendall(response(200, b"cookies", headers=COOKIES, length=7))
+            elif path == "/head-body":
                 sock.sendall(response(200, b"b" * 300 + EXTRA, length=300))
             elif path == "/short-cl":
                 sock.sendall(response(200, b"hello" + EXTRA, length=5))
