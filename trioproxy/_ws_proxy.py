@@ -273,6 +273,13 @@ class _Pair:
     def client_closed(self, code: int, reason: str) -> None:
         self.end(("client", code, reason))
 
+    def goodbye(self) -> bool:
+        """Shutdown: close 1001 to the client at once (see ``LongLived.go_away``); the app's follows from the task.
+
+        False if it could not go at once: the bridge's task sends it then.
+        """
+        return self.port is not None and self.port.close_at_once(GOING_AWAY, "server shutting down")
+
     def end(self, what: tuple[str, int | None, str]) -> None:
         if self.ended is None:
             self.ended = what
@@ -303,7 +310,7 @@ async def _run_pair(
     gw.metrics.websockets_open += 1
     gw.metrics.websockets_total += 1
     try:
-        with gw.keepalive.watching(port), gw.long_lived.register() as scope:
+        with gw.keepalive.watching(port), gw.long_lived.register(goodbye=pair.goodbye) as scope:
             pair.scope = scope
             if pair.ended is not None:
                 scope.cancel()
