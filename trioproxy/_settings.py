@@ -82,6 +82,11 @@ REFUSE_DRAIN_BYTES = 1 << 20
 #: A request without a body gets the task that watches for the client leaving
 #: only once its answer takes longer than this, in seconds (``_http_proxy``).
 WATCH_AFTER_S = 0.05
+#: The app's response head is held until its body's first bytes (or its end)
+#: arrive, for at most this long, in seconds (``_http_proxy``): an app that
+#: dies between its head and its body costs the client a 502 page, not a head
+#: promising bytes that never come. A body slower than this gets its head alone.
+HEAD_HOLD_S = 0.05
 #: The Quart-Trio app (trioproxy's own pages) is built this long after the app
 #: is first ready, if no request has built it yet, in seconds (``_run``).
 WEB_WARM_DELAY_S = 1.0

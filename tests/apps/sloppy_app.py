@@ -23,6 +23,9 @@ is reused they would be the answer to the next request, another client's.
     /hangup-reused   on a connection's first request: 200 "fresh"; on a later one: reads the request
                      and closes the connection without a byte
     /partial-reused  like /hangup-reused, but sends "HTTP/1.1 200 OK\\r\\nContent-" before closing
+    /head-then-close a head with Content-Length 539, then closes the connection (as if killed in between)
+    /head-then-reset the same head, then a TCP reset
+    /slow-body       a head with Content-Length 4, then "slow" 0.3 s later
     /cookies         200 "cookies" with Set-Cookie for jupyterhub-session-id, __Host-jupyterhub-user-x,
                      trioproxy-login (deletes it), a bare jupyterhub-hub-login (no "="), app=1 and app2=2
     anything else    200 JSON {"method", "target", "conn", "nth"}
@@ -44,6 +47,7 @@ import hashlib
 import json
 import signal
 import socket
+import struct
 import threading
 import time
 
@@ -182,6 +186,15 @@ def handle(sock):
                 return
             if path == "/cookies":
                 sock.sendall(response(200, b"cookies", headers=COOKIES, length=7))
+            elif path in ("/head-then-close", "/head-then-reset"):
+                sock.sendall(response(200, headers=[b"Content-Type: application/json"], length=539))
+                if path == "/head-then-reset":
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            elif path == "/slow-body":
+                sock.sendall(response(200, length=4))
+                time.sleep(0.3)
+                sock.sendall(b"slow")
             elif path == "/head-body":
                 sock.sendall(response(200, b"b" * 300 + EXTRA, length=300))
             elif path == "/short-cl":
