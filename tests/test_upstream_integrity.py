@@ -224,8 +224,9 @@ async def test_the_app_cannot_set_or_delete_hub_or_trioproxy_cookies():
 
 
 def test_set_cookie_filter_is_by_cookie_name_as_a_browser_reads_it():
-    own = "trioproxy-login"
-    drop = lambda name: is_credential(name, own=own)  # noqa: E731
+    def drop(name: str) -> bool:
+        return is_credential(name, own="trioproxy-login")
+
     headers = [
         (b"set-cookie", b"app=1"),
         (b"content-type", b"text/plain"),

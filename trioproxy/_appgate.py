@@ -75,7 +75,7 @@ class LongLived:
                 tried += 1
                 try:
                     said += bool(goodbye())
-                except Exception as exc:  # one broken goodbye must not keep the others waiting
+                except Exception as exc:  # noqa: BLE001 (one broken goodbye must not keep the others waiting)
                     logger.debug("shutdown: a goodbye failed: %r", exc)
         for scope, _ in registered:
             scope.cancel()

@@ -136,7 +136,7 @@ async def bridge(
             if problem is not None:
                 conn_nursery.cancel_scope.cancel()
             else:
-                await _run_pair(gw, scope, send, upstream)
+                await _run_pair(gw, f"websocket {scope['path']}", send, upstream)
                 conn_nursery.cancel_scope.cancel()
     except* _Refused as group:
         refused = group.exceptions[0]  # type: ignore[assignment]
@@ -287,9 +287,7 @@ class _Pair:
             self.scope.cancel()
 
 
-async def _run_pair(
-    gw: Gateway, scope: dict[str, Any], send: Send, upstream: trio_websocket.WebSocketConnection
-) -> None:
+async def _run_pair(gw: Gateway, what: str, send: Send, upstream: trio_websocket.WebSocketConnection) -> None:
     """Accept the client, carry messages both ways until one side ends; then close the other side with the right code."""
     pair = _Pair(gw, upstream)
     fits = _ws_limits.attach_to_trio_websocket(upstream, gw.settings.ws_max_message_bytes)
@@ -298,7 +296,7 @@ async def _run_pair(
         {
             "type": "websocket.accept",
             "subprotocol": upstream.subprotocol,
-            "headers": gw.app_set_cookies(accept_headers, f"websocket {scope['path']}"),
+            "headers": gw.app_set_cookies(accept_headers, what),
             BRIDGE_KEY: pair,
         }
     )
