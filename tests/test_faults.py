@@ -355,3 +355,36 @@ async def test_file_descriptor_limit_refuses_new_connections_and_spares_existing
             assert p.proc.returncode is None
             problems += traceback_in(p)
     assert not problems, "\n".join(problems)
+
+
+# --- the app dying between its response head and its body -----------------------------------------
+
+SLOPPY = app_cmd("sloppy_app.py")
+
+
+@pytest.mark.parametrize("path", ["/head-then-close", "/head-then-reset"])
+async def test_an_app_dying_between_its_head_and_its_body_gives_a_whole_502_not_an_empty_promise(path):
+    """The cause of the rare failure above: echo_app's /exit kills the process from a timer thread,
+    sometimes between the head and the body of another request's answer. trioproxy passed the
+    head on at once, so a client got a head promising 539 bytes and none of them. Here the app
+    does exactly that, every time."""
+    with trio.fail_after(60):
+        async with run_proxy(SLOPPY) as p, client() as c:
+            await p.wait_ready()
+            for i in range(3):
+                r = await c.get(p.url + path)  # an httpx.RemoteProtocolError here is the bug
+                assert r.status_code == 502 and "text/html" in r.headers["content-type"], (r.status_code, r.text)
+                assert len(r.content) == int(r.headers["content-length"])
+                assert "broke off after its head" in r.text
+                after = await c.get(p.url + f"/after{i}")
+                assert after.status_code == 200 and after.json()["target"] == f"/after{i}"
+            no_traceback(p)
+
+
+async def test_a_body_slower_than_the_head_hold_still_arrives_whole():
+    with trio.fail_after(60):
+        async with run_proxy(SLOPPY) as p, client() as c:
+            await p.wait_ready()
+            r = await c.get(p.url + "/slow-body")
+            assert (r.status_code, r.content) == (200, b"slow")
+            no_traceback(p)

@@ -94,6 +94,8 @@ async def test_sigterm_closes_websockets_fast_kills_the_group_exits_zero():
     for pid in (out["app_pid"], out["grandchild"], out["escaped"]):
         assert gone(pid), f"process {pid} survived"
     assert "closing 2 websocket(s) and event stream(s)" in p.log  # the websocket and the SSE stream
+    # The 1001 went out from the shutdown's own loop, before any task ran (see LongLived.go_away).
+    assert "close 1001 written at once to 1 of 1 websocket(s)" in p.log
     for phase in ("stopped accepting", "SIGTERM sent", "SIGKILL sent", "done, exit code 0"):
         assert phase in p.log
 

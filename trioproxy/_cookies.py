@@ -78,6 +78,35 @@ def without(headers: Sequence[tuple[bytes, bytes]], drop: Callable[[str], bool])
     return out
 
 
+def set_cookie_name(value: bytes) -> str:
+    """The cookie name a ``Set-Cookie`` value sets, as a browser reads it (RFC 6265bis §5.6).
+
+    ``name=value; attrs``: the name, stripped. Without ``=`` the name is empty and
+    the whole pair is the value, which the browser then sends back as a bare
+    ``Cookie: pair``; that pair is returned, since servers read it as a name.
+    """
+    pair = value.decode("latin-1").split(";", 1)[0]
+    name, eq, _ = pair.partition("=")
+    return name.strip() if eq else pair.strip()
+
+
+def without_set_cookies(headers: Sequence[tuple[bytes, bytes]], drop: Callable[[str], bool]) -> tuple[Headers, list[str]]:
+    """``headers`` without every ``Set-Cookie`` whose cookie name ``drop`` accepts, and those names in order.
+
+    The other headers, other ``Set-Cookie`` ones included, stay in their order.
+    """
+    kept: Headers = []
+    dropped: list[str] = []
+    for name, value in headers:
+        if name == b"set-cookie":
+            cookie = set_cookie_name(value)
+            if drop(cookie):
+                dropped.append(cookie)
+                continue
+        kept.append((name, value))
+    return kept, dropped
+
+
 @dataclass(frozen=True)
 class CookiePolicy:
     """Attributes every cookie of trioproxy gets (the Hub's rules)."""

@@ -12,11 +12,16 @@ and cancellation is noticed.
 
 trio-websocket serialises its sends with a lock and receives from one task, so
 the eager path needs no conflict detection of its own.
+
+:attr:`EagerStream.reader`, while set, answers ``receive_some`` instead (the
+websocket bridge reads the app's handshake answer itself that way, before
+trio-websocket sees a byte of it; see ``_ws_proxy``).
 """
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -53,6 +58,8 @@ class EagerStream(trio.abc.HalfCloseableStream):
         self.socket = stream.socket
         self._raw = raw
         self._run = 0
+        #: While set, ``receive_some(n)`` returns ``await reader(n)`` (which reads ``self.stream``).
+        self.reader: Callable[[int | None], Awaitable[bytes]] | None = None
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._run < EAGER_RUN and data:
@@ -71,6 +78,8 @@ class EagerStream(trio.abc.HalfCloseableStream):
         await self.stream.send_all(data)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self.reader is not None:
+            return await self.reader(max_bytes)
         size = max_bytes or RECEIVE_BYTES
         if self._run < EAGER_RUN:
             try:

@@ -40,7 +40,7 @@ from . import _headers, _pages
 from ._appgate import Gateway
 from ._auth import Passage
 from ._pages import Send
-from ._settings import WATCH_AFTER_S
+from ._settings import HEAD_HOLD_S, WATCH_AFTER_S
 from ._upstream import Connection, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,24 @@ Receive = Any
 
 #: Upstream failures that mean "connection unusable".
 _IO_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError)
+
+#: Methods that may be sent a second time, on a fresh connection, when a reused
+#: one fails before a byte of the answer: the safe ones (RFC 9110 §9.2.1), whose
+#: repetition changes nothing on the server. Not PUT or DELETE, although RFC 9110
+#: §9.2.2 calls them idempotent: an app's handler for them often is not (a DELETE
+#: that logs, counts or cascades), and the app may have acted on the first one
+#: before its connection failed. The client decides whether to try again.
+RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def may_retry(method: str, *, reused: bool, whole_body: bool, received: int) -> bool:
+    """May a request that failed on its connection be sent once more, on a fresh one?
+
+    Only a safe method, whose body we hold whole, on a connection that had
+    served before (an idle keep-alive connection the app closed meanwhile: the
+    usual race) and on which not one byte of this answer came.
+    """
+    return method in RETRYABLE_METHODS and reused and whole_body and received == 0
 
 
 async def forward(
@@ -87,12 +105,13 @@ async def forward(
     if not more_body:
         head_events.append(h11.EndOfMessage())
 
-    # A request whose whole body we hold may be retried once on a fresh
+    # A safe request whose whole body we hold may be retried once on a fresh
     # connection if a pooled one turns out to be stale (closed by the app
-    # while idle) before any byte of the response.
+    # while idle) before any byte of the response (see may_retry).
+    what = f"{scope['method']} {scope['path']}"
     for attempt in (1, 2):
         try:
-            conn = await gw.pool.acquire()
+            conn = await (gw.pool.acquire() if attempt == 1 else gw.pool.connect())
         except UpstreamError as exc:
             await _fail_page(gw, scope, send, exc.status, exc.reason)
             return
@@ -101,11 +120,11 @@ async def forward(
         except BaseException:  # cancelled (shutdown): the connection is in an unknown state
             conn.close()
             raise
-        if outcome == "retry" and attempt == 1 and conn.reused and not more_body:
+        if outcome == "retry" and attempt == 1:
             conn.close()
             continue
         if outcome == "done":
-            gw.pool.release(conn)
+            gw.pool.release(conn, what)
         else:
             conn.close()
         return
@@ -166,7 +185,7 @@ async def _talk(
         await _fail_page(gw, scope, send, 504, reason)
         return "closed"
     except _IO_ERRORS as exc:
-        if conn.reused and not more_body:
+        if may_retry(scope["method"], reused=conn.reused, whole_body=not more_body, received=conn.received):
             return "retry"
         await _fail_page(gw, scope, send, 502, _describe(exc))
         return "closed"
@@ -176,14 +195,22 @@ async def _talk(
                          f"{gw.settings.app_head_max_bytes})")
         return "closed"
     gw.metrics.upstream_latency(trio.current_time() - sent_at)
+    resp_headers = gw.app_set_cookies(_headers.downstream_response(response.headers),
+                                      f"{scope['method']} {scope['path']}")
+    is_stream = (_headers.get(resp_headers, b"content-type") or b"").startswith(b"text/event-stream")
+    first: h11.Event | None = None
+    if not is_stream:  # an event stream's head goes at once: EventSource opens on it
+        try:
+            first = await _first_body_event(conn, watch)
+        except _IO_ERRORS as exc:
+            await _fail_page(gw, scope, send, 502, f"the app's answer broke off after its head ({_describe(exc)})")
+            return "closed"
     gw.metrics.request_done(response.status_code)
-    resp_headers = _headers.downstream_response(response.headers)
     if not gw.app_uses_xsrf and _headers.sets_cookie(resp_headers, b"_xsrf"):
         gw.app_uses_xsrf = True  # its _xsrf is the app's from now on, not the Hub's: pass it
     await send({"type": "http.response.start", "status": response.status_code, "headers": resp_headers})
-    is_stream = (_headers.get(resp_headers, b"content-type") or b"").startswith(b"text/event-stream")
     try:
-        complete = await _relay_body(gw, conn, send, is_stream, watch)
+        complete = await _relay_body(gw, conn, send, is_stream, watch, first)
     except _IO_ERRORS as exc:
         # Cut mid-body (or the app broke the protocol): end without the final
         # chunk, so the client sees an incomplete response, not a complete one.
@@ -231,21 +258,43 @@ async def _response_head(conn: Connection) -> h11.Response:
         raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} before the response head")
 
 
-async def _relay_body(gw: Gateway, conn: Connection, send: Send, is_stream: bool, watch: Callable[[], None]) -> bool:
-    """Copy the app's body to the client. True if it ended normally."""
+async def _first_body_event(conn: Connection, watch: Callable[[], None]) -> h11.Event | None:
+    """The body's first event (Data or EndOfMessage) if it is here within HEAD_HOLD_S; None if not yet.
+
+    The head waits for it, so that head and first chunk go to the client
+    together: hypercorn writes a head the moment it gets it, and an app that
+    died between its head and its body (its process killed between two writes)
+    left the client a head promising a body that never came. Now that is a 502
+    page; only a body slower than HEAD_HOLD_S can still be cut after its head.
+    """
+    event = conn.buffered_event()
+    if event is None:
+        with trio.move_on_after(HEAD_HOLD_S):
+            event = await conn.next_event(before_wait=watch)
+    if isinstance(event, h11.ConnectionClosed):
+        raise h11.RemoteProtocolError("the app closed the connection")
+    return event
+
+
+async def _relay_body(
+    gw: Gateway, conn: Connection, send: Send, is_stream: bool, watch: Callable[[], None], first: h11.Event | None
+) -> bool:
+    """Copy the app's body to the client (``first``: its first event, already read). True if it ended normally."""
     if is_stream:
         # An event stream never ends by itself: at shutdown end it cleanly so
         # EventSource clients reconnect (to the Hub, the route being gone).
         ended = False
         with gw.long_lived.register():
-            ended = await _copy_body(gw, conn, send, watch)
+            ended = await _copy_body(gw, conn, send, watch, first)
         if not ended:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         return ended
-    return await _copy_body(gw, conn, send, watch)
+    return await _copy_body(gw, conn, send, watch, first)
 
 
-async def _copy_body(gw: Gateway, conn: Connection, send: Send, watch: Callable[[], None]) -> bool:
+async def _copy_body(
+    gw: Gateway, conn: Connection, send: Send, watch: Callable[[], None], pending: h11.Event | None = None
+) -> bool:
     """Relay the body; the client is watched from the first wait for the app's bytes on.
 
     A body that came whole with the head (most small answers) needs neither
@@ -253,7 +302,6 @@ async def _copy_body(gw: Gateway, conn: Connection, send: Send, watch: Callable[
     """
     metrics = gw.metrics
     touch = gw.tracker.touch
-    pending: h11.Event | None = None
     while True:
         event = pending or await conn.next_event(before_wait=watch)
         pending = None

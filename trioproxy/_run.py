@@ -81,6 +81,7 @@ async def run(settings: Settings) -> int:
     pool = Pool(settings.proxy.pool_idle_max)
     tracker = ActivityTracker()
     gateway = Gateway(settings.proxy, state, pool, tracker, metrics=metrics, owner=settings.hub.user,
+                      own_cookie=settings.hub.cookie_name,
                       logs_for_all=settings.hub.authtype == "none" and settings.hub.public_controls)
     supervisor = Supervisor(settings.child, state, on_ready=pool.reset)
     budget = settings.server.shutdown_timeout_s

@@ -43,6 +43,9 @@ CHILD_STOP_GRACE_S = 3.0
 PUMP_DRAIN_S = 0.5
 #: Bound on each side's websocket closing handshake, in seconds.
 WS_CLOSE_TIMEOUT_S = 1.0
+#: An app's refusal of a websocket (an HTTP answer instead of the 101) is
+#: relayed with at most this much of its body, in bytes (``_ws_proxy``).
+WS_REFUSAL_BODY_MAX_BYTES = 64 * 2**10
 #: A websocket client silent this long is pinged; one that then sends nothing
 #: (not even the pong every browser answers with) for WS_PING_TIMEOUT_S more is
 #: cut with 1011, in seconds. Together below KEEP_ALIVE_S, the bound on a stalled
@@ -79,6 +82,11 @@ REFUSE_DRAIN_BYTES = 1 << 20
 #: A request without a body gets the task that watches for the client leaving
 #: only once its answer takes longer than this, in seconds (``_http_proxy``).
 WATCH_AFTER_S = 0.05
+#: The app's response head is held until its body's first bytes (or its end)
+#: arrive, for at most this long, in seconds (``_http_proxy``): an app that
+#: dies between its head and its body costs the client a 502 page, not a head
+#: promising bytes that never come. A body slower than this gets its head alone.
+HEAD_HOLD_S = 0.05
 #: The Quart-Trio app (trioproxy's own pages) is built this long after the app
 #: is first ready, if no request has built it yet, in seconds (``_run``).
 WEB_WARM_DELAY_S = 1.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import select
+import socket
 from collections.abc import Callable
 from collections.abc import Sequence
 
@@ -42,6 +43,8 @@ class Connection:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=256 * 2**10)
         self.reused = False
+        #: Bytes the app sent in the current exchange (0: not one byte of an answer came).
+        self.received = 0
 
     async def send(self, *events: h11.Event) -> None:
         data = b"".join(self.h11.send(e) or b"" for e in events)
@@ -59,6 +62,7 @@ class Connection:
                 if before_wait is not None:
                     before_wait()
                 data = await self.stream.receive_some(RECEIVE_BYTES)
+                self.received += len(data)
                 self.h11.receive_data(bytes(data))
                 continue
             return event  # type: ignore[return-value]
@@ -72,14 +76,35 @@ class Connection:
     def reusable(self) -> bool:
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
+    def surplus(self) -> int:
+        """Bytes the app sent past the end of the response just read (h11 holds them unparsed).
+
+        A body to HEAD, a body on 204/304, more than the Content-Length, bytes after
+        the last chunk: after ``start_next_cycle`` h11 would parse them as the answer
+        to the NEXT request on this connection, another user's.
+        """
+        return len(self.h11.trailing_data[0])
+
     def looks_alive(self) -> bool:
-        """An idle connection is alive if nothing (EOF or junk) is waiting to be read."""
+        """An idle connection is alive if nothing (EOF or junk) is waiting to be read.
+
+        Junk (bytes the app sent while the connection was idle: the late rest of a
+        sloppy answer) is logged; EOF (the app closed an idle connection) is normal.
+        """
         try:
             fd = self.stream.socket.fileno()
             readable, _, _ = select.select([fd], [], [], 0)
+            if not readable:
+                return True
+            junk = self.stream.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except (OSError, ValueError):
             return False
-        return not readable
+        if junk:
+            logger.warning(
+                "the app sent bytes on an idle keep-alive connection (the rest of an earlier answer?): "
+                "connection closed, not reused"
+            )
+        return False
 
     def close(self) -> None:
         """Close at once (sync): safe in cleanup, even when cancelled."""
@@ -126,12 +151,31 @@ class Pool:
             conn = self._idle.pop()
             if conn.looks_alive():
                 conn.reused = True
+                conn.received = 0
                 return conn
             conn.close()
         return await self.connect()
 
-    def release(self, conn: Connection) -> None:
-        if conn.reusable and len(self._idle) < self.max_idle and self.address is not None:
+    def release(self, conn: Connection, what: str = "a request") -> None:
+        """Keep ``conn`` for the next request if its exchange ended cleanly, else close it.
+
+        ``what`` (method and path, no query) names the exchange in a warning.
+        Like nginx ("upstream sent more data than specified in Content-Length"):
+        the answer was delivered as framed; what the app sent past its end is
+        dropped with the connection, so it can never become the next answer.
+        """
+        if not conn.reusable:
+            conn.close()
+            return
+        surplus = conn.surplus()
+        if surplus:
+            logger.warning(
+                "%s: the app sent %d byte(s) past the end of its response (a body to HEAD or on 204/304, more "
+                "than its Content-Length, or after the last chunk): connection closed, not reused", what, surplus
+            )
+            conn.close()
+            return
+        if len(self._idle) < self.max_idle and self.address is not None:
             conn.h11.start_next_cycle()
             self._idle.append(conn)
         else:
