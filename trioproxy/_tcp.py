@@ -21,6 +21,9 @@ event stream or websocket) is never cut here.
 Two savings on every request: an empty write (the end of a body with a
 Content-Length) is skipped, and hypercorn's keep-alive timer is
 :class:`._idle.IdleTimer`.
+
+Each connection's h11 parser is :class:`._h11_guard.GuardedConnection`
+(strict heads, HTTP/1.1 only, nothing read after a last request).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, LifespanState
 
+from ._h11_guard import guard
 from ._idle import IdleTimer
 
 logger = logging.getLogger(__name__)
@@ -89,6 +93,9 @@ class StallBoundTCPServer(TCPServer):
             await self.protocol.handle(Closed())
 
     async def _read_data(self) -> None:
+        if not guard(self.protocol, self.config.h11_max_incomplete_size):
+            logger.warning("a client at %s negotiated a protocol other than HTTP/1.1: closed", _peer(self.stream))
+            return
         # hypercorn's loop, with bigger reads (RECEIVE_BYTES; hypercorn reads 64 KiB:
         # an upload costs a tenth less CPU per MiB) and without its read_timeout,
         # which trioproxy does not set (stalls are bounded per request and per write).
