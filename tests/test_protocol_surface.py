@@ -277,6 +277,26 @@ async def test_a_strict_head_in_pieces_split_anywhere_is_served():
 # --- connections that end ------------------------------------------------------------------------
 
 
+async def test_own_answers_with_connection_close_close_the_connection():
+    """EOF right behind the body, not when the client (or the keep-alive timeout) gives up."""
+    with trio.fail_after(90):
+        async with run_proxy(BAD) as p:
+            await p.wait_ready()
+            for target in ("/_trioproxy/live", "/_trioproxy/ready", "/_trioproxy/nothing", "/elsewhere",
+                           "/user/test/oauth_callback", "/user/test"):
+                conn = await rawnet.connect(p.port)
+                with trio.fail_after(15):
+                    await conn.send(rawnet.request("GET", target, close=True))
+                    response = await conn.response()
+                    assert response.header(b"connection") == b"close", (target, response.headers)
+                    with trio.move_on_after(CLOSE_BOUND_S) as waited:
+                        rest = await conn.read_to_eof()
+                    assert not waited.cancelled_caught, f"{target}: the connection was left open"
+                    assert rest == b"", target
+                await conn.aclose()
+            no_traceback(p)
+
+
 async def test_a_request_that_ends_its_connection_is_its_last():
     """An HTTP/1.0 request (without keep-alive) or one with Connection: close, with more bytes behind it:
     the app gets the one request, the client its one answer, then EOF; what followed is never read."""
