@@ -32,6 +32,7 @@ from .conftest import app_cmd, run_proxy
 BAD = app_cmd("bad_app.py")
 #: Far below the keep-alive timeout (75 s): a connection still open after this was left open.
 CLOSE_BOUND_S = 5.0
+OWN = {b"content-security-policy": b"frame-ancestors 'self'", b"x-content-type-options": b"nosniff"}
 
 
 async def seen_requests(p) -> list[str]:
@@ -272,6 +273,44 @@ async def test_a_strict_head_in_pieces_split_anywhere_is_served():
                     assert response.status == 200, (i, response)
             await conn.aclose()
             no_traceback(p)
+
+
+# --- trioproxy's own responses --------------------------------------------------------------------
+
+
+async def test_own_responses_carry_frame_ancestors_and_nosniff_and_the_apps_do_not():
+    with trio.fail_after(60):
+        async with run_proxy(BAD) as p:
+            await p.wait_ready()
+            own = {
+                "a 404 outside the prefix": rawnet.request("GET", "/elsewhere"),
+                "the Quart 404 of an unknown endpoint": rawnet.request("GET", "/_trioproxy/nothing"),
+                "liveness (Quart)": rawnet.request("GET", "/_trioproxy/live"),
+                "readiness (Quart)": rawnet.request("GET", "/_trioproxy/ready"),
+                "the redirect of the bare prefix": rawnet.request("GET", "/user/test"),
+                "a refused request (a page of _front)": rawnet.request("GET", "/user/test/x", host="exa mple"),
+                "the oauth callback (no login in progress)": rawnet.request("GET", "/user/test/oauth_callback"),
+            }
+            for name, data in own.items():
+                responses, _, _ = await one_exchange(p, data)
+                assert len(responses) == 1, name
+                for header, value in OWN.items():
+                    assert responses[0].header_list(header) == [value], (name, responses[0].headers)
+            responses, _, _ = await one_exchange(p, rawnet.request("GET", "/user/test/app"))
+            assert responses[0].status == 200 and json.loads(responses[0].body)["target"] == "/app"
+            assert not {name for name, _ in responses[0].headers} & set(OWN), responses[0].headers
+            no_traceback(p)
+
+
+async def test_own_pages_sent_on_the_way_to_the_app_carry_them_too():
+    """The 502 page trioproxy answers for an app that broke the protocol."""
+    with trio.fail_after(60):
+        async with run_proxy(BAD) as p:
+            await p.wait_ready()
+            responses, _, _ = await one_exchange(p, rawnet.request("GET", "/user/test/not-http"))
+            assert [r.status for r in responses] == [502]
+            for header, value in OWN.items():
+                assert responses[0].header_list(header) == [value], responses[0].headers
 
 
 # --- connections that end ------------------------------------------------------------------------
