@@ -5,8 +5,9 @@ the bare and the ``%40``-encoded prefix are answered here, and so is the
 Hub's readiness probe while the app starts; everything else (trioproxy's own
 endpoints, 404s, lifespan) goes to the Quart-Trio app.
 
-Responses trioproxy makes itself carry ``X-JupyterHub-Version`` (the Hub
-reads it from its readiness probe); the app's own responses pass as they are.
+Responses trioproxy makes itself (everything sent through ``own``) carry
+``X-JupyterHub-Version`` (the Hub reads it from its readiness probe) and
+``_pages.OWN_HEADERS``; the app's own responses pass as they are.
 """
 
 from __future__ import annotations
@@ -113,14 +114,14 @@ class Front:
         return status in (Status.STARTING, Status.DOWN) and trio.current_time() < self.hold_probe_until
 
     def _stamped(self, send: Send) -> Send:
+        """``send`` for the responses trioproxy makes itself: with its own headers and the Hub's version."""
         version = self.hub_version()
-        if not version:
-            return send
-        stamp = (b"x-jupyterhub-version", version.encode("latin-1", "replace"))
+        stamp = [(b"x-jupyterhub-version", version.encode("latin-1", "replace"))] if version else []
 
         async def stamped(message: dict[str, Any]) -> None:
             if message["type"] in ("http.response.start", "websocket.http.response.start"):
-                message = {**message, "headers": [*message.get("headers", ()), stamp]}
+                headers = _pages.with_own_headers(message.get("headers", ()))
+                message = {**message, "headers": headers + stamp}
             await send(message)
 
         return stamped

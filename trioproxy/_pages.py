@@ -2,6 +2,11 @@
 
 Every piece of text that came from outside (a reason, the app's log lines, a
 path) is HTML-escaped here, in one place.
+
+Every response trioproxy makes itself carries :data:`OWN_HEADERS`
+(:func:`with_own_headers`): the pages built here add them wherever they are
+sent, and ``_front.Front`` adds them to everything else it answers itself
+(Quart's endpoints, redirects, refusals). The app's responses never get them.
 """
 
 from __future__ import annotations
@@ -11,6 +16,23 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: On every response of trioproxy's own: no other origin may frame its pages
+#: (the owner's controls, the login replies: clickjacking), and no browser
+#: sniffs a type other than the one sent.
+OWN_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", b"frame-ancestors 'self'"),
+    (b"x-content-type-options", b"nosniff"),
+)
+_OWN_NAMES = frozenset(name for name, _ in OWN_HEADERS)
+
+
+def with_own_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` and those of :data:`OWN_HEADERS` they lack (by name, any case): each once."""
+    out = list(headers)
+    present = {name.lower() for name, _ in out} & _OWN_NAMES
+    out += [(name, value) for name, value in OWN_HEADERS if name not in present]
+    return out
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -64,6 +86,7 @@ def _headers(body: bytes, extra: Iterable[tuple[bytes, bytes]]) -> list[tuple[by
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
         *extra,
+        *OWN_HEADERS,
     ]
 
 

@@ -42,7 +42,9 @@ def make_config(s: ServerSettings) -> Config:
     from hypercorn.config import Config  # noqa: PLC0415 (see STACK_MODULES)
 
     config = Config()
-    config.alpn_protocols = ["http/1.1"]  # the Hub and CHP speak HTTP/1.1 to us
+    # HTTP/1.1 only (hypercorn's HTTP/2 would follow an "h2" chosen by ALPN): the Hub and CHP
+    # speak HTTP/1.1 to us, and _h11_guard keeps the preface and h2c away from hypercorn's switch.
+    config.alpn_protocols = ["http/1.1"]
     config.include_date_header = False  # the app's own Date passes through
     config.include_server_header = False
     config.h11_max_incomplete_size = s.max_header_bytes

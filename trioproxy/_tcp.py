@@ -21,6 +21,18 @@ event stream or websocket) is never cut here.
 Two savings on every request: an empty write (the end of a body with a
 Content-Length) is skipped, and hypercorn's keep-alive timer is
 :class:`._idle.IdleTimer`.
+
+Two more changes to hypercorn's server:
+
+* Each connection's h11 parser is :class:`._h11_guard.GuardedConnection`
+  (strict heads, HTTP/1.1 only, nothing read after a last request).
+* When the protocol says the connection is over (``Closed``: an answer with
+  ``Connection: close``, a refused request), the socket is closed under a
+  shield. Hypercorn's close has checkpoints, and it runs in the task that sent
+  the last of the response: the ASGI app's. Quart cancels that task when it
+  hears the request is over (the ``http.disconnect`` hypercorn sends just
+  before), so every answer of trioproxy's Quart app with ``Connection: close``
+  left the socket open until the client went away.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, LifespanState
 
+from ._h11_guard import guard
 from ._idle import IdleTimer
 
 logger = logging.getLogger(__name__)
@@ -72,6 +85,11 @@ class StallBoundTCPServer(TCPServer):
         self.idle_task = IdleTimer()  # one task per connection, not two per request (see _idle)
 
     async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, Closed):
+            with trio.CancelScope(shield=True):
+                await self._end_stream()  # cannot block: a shutdown(2) and a close(2)
+            await self.protocol.handle(Closed())
+            return
         if not isinstance(event, RawData):
             await super().protocol_send(event)
             return
@@ -88,7 +106,18 @@ class StallBoundTCPServer(TCPServer):
             abort(self.stream)
             await self.protocol.handle(Closed())
 
+    async def _end_stream(self) -> None:
+        """A FIN after what was sent (plain TCP), then close (TLS: without waiting for close_notify)."""
+        try:
+            await self.stream.send_eof()
+        except (AttributeError, trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError):
+            pass  # TLS (no half-close), gone already, or a write in progress: close all the same
+        await self.stream.aclose()
+
     async def _read_data(self) -> None:
+        if not guard(self.protocol, self.config.h11_max_incomplete_size):
+            logger.warning("a client at %s negotiated a protocol other than HTTP/1.1: closed", _peer(self.stream))
+            return
         # hypercorn's loop, with bigger reads (RECEIVE_BYTES; hypercorn reads 64 KiB:
         # an upload costs a tenth less CPU per MiB) and without its read_timeout,
         # which trioproxy does not set (stalls are bounded per request and per write).
