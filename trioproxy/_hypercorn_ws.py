@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 import hypercorn.protocol.h11
 import trio
+from hypercorn.events import Closed
 from hypercorn.protocol.events import Data, EndBody, EndData, Request, Response, StreamClosed
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from wsproto.connection import ConnectionState
@@ -54,6 +55,11 @@ from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMes
 from . import _ws_limits
 
 logger = logging.getLogger(__name__)
+
+#: States before the handshake is answered, or in which it was answered with an HTTP response (a refusal).
+_BEFORE_OR_INSTEAD_OF_101 = frozenset(
+    {ASGIWebsocketState.HANDSHAKE, ASGIWebsocketState.RESPONSE, ASGIWebsocketState.HTTPCLOSED}
+)
 
 #: hypercorn releases whose WSStream this subclass was read against.
 HYPERCORN_VERSIONS = ("0.17.", "0.18.")
@@ -93,6 +99,14 @@ class ProxyWSStream(WSStream):
     async def handle(self, event: Any) -> None:
         if isinstance(event, Data):
             # The hot path: bytes of an accepted websocket (hypercorn answers early ones with 400).
+            if self.state in _BEFORE_OR_INSTEAD_OF_101:
+                # Bytes before the handshake's answer, or behind a refusal (a client, or
+                # a proxy reusing the connection, that did not wait: RFC 6455 §4.1 says
+                # wait): dropped, never parsed. hypercorn answers them with a 400 of its
+                # own, a second response on a connection that has or will have one,
+                # which h11 refuses by raising out of the connection's task (the whole
+                # server went down). After a refusal the connection ends (app_send).
+                return None
             if self.closed or self.state is not ASGIWebsocketState.CONNECTED:
                 return await super().handle(event)
             self.last_heard = trio.current_time()
@@ -230,6 +244,16 @@ class ProxyWSStream(WSStream):
                 return
             self._bridge = bridge
         await super().app_send(message)
+        if self.state is ASGIWebsocketState.HTTPCLOSED:
+            await self._end_connection()
+
+    async def _end_connection(self) -> None:
+        """After a refused handshake the connection ends: hypercorn never recycles one that
+        asked for a websocket (nor times it out), so it would stay open, swallowing whatever
+        the client sends next."""
+        server = _server_of(self)
+        if server is not None:
+            await server.protocol_send(Closed())
 
     async def _accept(self, message: Any) -> None:
         # hypercorn's own, plus the size limit attached before the first frame can be parsed
@@ -274,6 +298,14 @@ class ProxyWSStream(WSStream):
         await self.send(Response(stream_id=self.stream_id, status_code=status, headers=headers))
         await self.send(EndBody(stream_id=self.stream_id))
         await self.send(StreamClosed(stream_id=self.stream_id))
+        await self._end_connection()
+
+
+def _server_of(stream: ProxyWSStream) -> Any:
+    """The TCP server that holds ``stream``'s connection, or None (see :func:`_client_io`)."""
+    protocol = getattr(stream.send, "__self__", None)
+    server = getattr(getattr(protocol, "send", None), "__self__", None)
+    return server if callable(getattr(server, "protocol_send", None)) else None
 
 
 def _client_io(stream: ProxyWSStream) -> tuple[trio.Lock, trio.SocketStream] | None:

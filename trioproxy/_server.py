@@ -137,6 +137,12 @@ async def serve(
             await StallBoundTCPServer(
                 app, config, context, ConnectionState({}), stream, stall_s=settings.send_stall_s
             )
+        except Exception as exc:  # noqa: BLE001 - the boundary of one connection
+            # A fault in one connection (a protocol state hypercorn did not expect) ends that
+            # connection, never the server: every other user's connections stay.
+            logger.error("a connection failed and was closed: %s", _summary(exc))
+            logger.debug("the failed connection's error", exc_info=exc)
+            _abort(stream)
         finally:
             streams.discard(stream)
 
@@ -177,3 +183,19 @@ async def _close_at_deadline(shutdown: Shutdown, streams: set[Any]) -> None:
             transport.socket.close()
         except OSError:
             pass
+
+
+def _summary(exc: BaseException) -> str:
+    """One line for a connection's failure (the innermost errors of a group)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_summary(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _abort(stream: Any) -> None:
+    """Close a failed connection's socket at once."""
+    transport = getattr(stream, "transport_stream", stream)
+    try:
+        transport.socket.close()
+    except OSError:
+        pass
