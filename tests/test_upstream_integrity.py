@@ -71,9 +71,10 @@ async def test_bytes_past_the_end_of_a_response_never_reach_the_next_client(meth
                 r2 = await c2.get(p.url + f"/next{i}")
                 assert b"LEAKED" not in r2.content, f"client 2 got client 1's bytes: {r2.content!r}"
                 assert r2.status_code == 200 and r2.json()["target"] == f"/next{i}", r2.text
-                # The sloppy connection was closed: client 2's request went over a new one.
-                assert r2.json()["conn"] != warm.json()["conn"]
-                assert r2.json()["nth"] == 1
+                # The connection client 1's answer came on was closed: client 2's went over another
+                # (which one depends on when the warm-up's connection went back to the pool).
+                sloppy = [conn for conn, _, line in await seen(c2, p) if line.split()[1] == path]
+                assert r2.json()["conn"] != sloppy[-1]
             warnings = [line for line in p.lines if "past the end of its response" in line]
             assert len(warnings) == 3, warnings  # one per poisoned connection
             assert f"{method} /user/test{path}" in warnings[0] and "LEAKED" not in warnings[0]
