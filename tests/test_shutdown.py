@@ -141,3 +141,57 @@ async def test_as_pid1_in_a_new_pid_namespace():
     assert out["ws_code"] == 1001 and out["ws_at"] - out["signal_at"] < 0.1
     assert out["exit_code"] == 0
     assert "done, exit code 0" in p.log
+
+
+#: Websockets open at SIGTERM in the test below, and the bound for all their 1001s.
+MANY_WEBSOCKETS = 1000
+ALL_1001_WITHIN_MS = 100
+
+
+async def test_a_thousand_websockets_all_get_1001_within_100_ms():
+    """trioproxy writes every 1001 in one pass before any task runs; its log times that pass
+    from the signal (measured inside trioproxy: a test process reading 1,000 sockets
+    cannot time them to the millisecond itself). Every client then reads its 1001."""
+    import re
+    import resource
+
+    from . import rawnet
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 3 * MANY_WEBSOCKETS + 512
+    if soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            pytest.skip(f"needs {need} file descriptors, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))  # trioproxy and its app inherit it
+    with trio.fail_after(90):
+        async with run_proxy(["--shutdown-timeout", "2", *ECHO]) as p:
+            await p.wait_ready()
+            sockets: list[rawnet.WS] = []
+            limit = trio.CapacityLimiter(50)
+
+            async def open_one(i: int) -> None:
+                async with limit:
+                    sockets.append(await rawnet.ws_connect(p.port, f"/user/test/ws/{i}"))
+
+            async with trio.open_nursery() as nursery:
+                for i in range(MANY_WEBSOCKETS):
+                    nursery.start_soon(open_one, i)
+            assert len(sockets) == MANY_WEBSOCKETS
+            p.signal(signal.SIGTERM)
+            codes: list[int | None] = []
+
+            async def closed(ws: rawnet.WS) -> None:
+                op, payload = await ws.message()
+                codes.append(int.from_bytes(payload[:2], "big") if op == rawnet.OP_CLOSE and payload else None)
+
+            with trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    for ws in sockets:
+                        nursery.start_soon(closed, ws)
+            with trio.fail_after(10):
+                await p.proc.wait()
+    assert codes == [1001] * MANY_WEBSOCKETS
+    assert f"close 1001 written at once to {MANY_WEBSOCKETS} of {MANY_WEBSOCKETS} websocket(s)" in p.log
+    took = re.search(rf"closing {MANY_WEBSOCKETS} websocket\(s\) and event stream\(s\) \(\+(\d+) ms\)", p.log)
+    assert took is not None, p.log[-2000:]
+    assert int(took.group(1)) < ALL_1001_WITHIN_MS, took.group(0)
