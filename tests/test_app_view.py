@@ -66,11 +66,11 @@ async def test_the_app_gets_no_api_token_unless_asked_and_never_the_cookie_secre
 
 #: Run as an unprivileged user (tests run as root, and root reads every /proc).
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-#: trioproxy's console entry point (``trioproxy._cli:main``), run as ``PY -c``; run_proxy's
+#: trioproxy's console entry point (``trioproxy.cli:main``), run as ``PY -c``; run_proxy's
 #: argv is then ``PREFIX... PY -c CODE PY -m trioproxy ARGS``, so ``sys.argv[4:]`` are the ARGS.
-ENTRY = "import sys; from trioproxy import _cli; _cli.main(sys.argv[4:])"
+ENTRY = "import sys; from trioproxy import cli as _cli; _cli.main(sys.argv[4:])"
 #: The same with the prctl taken out: the control that shows what it prevents.
-ENTRY_DUMPABLE = "import sys; from trioproxy import _cli; _cli.not_dumpable = lambda: False; _cli.main(sys.argv[4:])"
+ENTRY_DUMPABLE = "import sys; from trioproxy import cli as _cli; _cli.not_dumpable = lambda: False; _cli.main(sys.argv[4:])"
 _CAN_SPAWN = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import trio, hypercorn'], check=True)"
 
 

@@ -1,6 +1,6 @@
 """Line splitting and the log tail (pure)."""
 
-from trioproxy._applog import LineSplitter, LogTail
+from trioproxy.child.output import LineSplitter, LogTail
 
 
 def test_lines_split_across_chunks():
@@ -34,7 +34,7 @@ def test_tail_keeps_last_lines():
 async def test_tail_followers_get_what_came_after():
     import trio
 
-    from trioproxy._applog import LogTail
+    from trioproxy.child.output import LogTail
 
     tail = LogTail(3)
     for i in range(5):

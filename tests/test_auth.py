@@ -1,6 +1,8 @@
 """The pure rules of admission: what reaches the app, cross-site requests, login targets."""
 
-from trioproxy import _auth, _oauth
+from trioproxy.auth import passage as _auth
+
+from trioproxy.auth import oauth as _oauth
 
 H = [(b"host", b"hub.example.org")]
 

@@ -22,9 +22,11 @@ import httpx
 import pytest
 import trio
 
-from trioproxy import _conda, _gitrepo
-from trioproxy._applog import LogTail
-from trioproxy._helper import BootstrapError, Progress, Runner, Splitter
+from trioproxy.child import conda as _conda
+
+from trioproxy.child import gitrepo as _gitrepo
+from trioproxy.child.output import LogTail
+from trioproxy.child.commands import BootstrapError, Progress, Runner, Splitter
 
 from .conftest import APPS, PY, app_cmd, free_port, run_proxy
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trio
 
-from trioproxy import _guardian
+from trioproxy.child import guardian as _guardian
 
 from .conftest import PY, app_cmd, run_proxy
 
@@ -109,7 +109,7 @@ async def test_ready_check_path_and_destport():
 #: trioproxy's entry point with the guard turned off (run_proxy's argv is then
 #: ``PY -c CODE PY -m trioproxy ARGS``: ``sys.argv[4:]`` are the ARGS): the control.
 NO_GUARD = (
-    "import dataclasses, sys; from trioproxy import _cli, _settings; build = _settings.build; "
+    "import dataclasses, sys; from trioproxy import cli as _cli, settings as _settings; build = _settings.build; "
     "_settings.build = lambda *a, **k: (lambda s: dataclasses.replace(s, child=dataclasses.replace("
     "s.child, guard=False)))(build(*a, **k)); _cli.main(sys.argv[4:])"
 )
@@ -144,7 +144,7 @@ def _guards_of(pid: int) -> list[int]:
         if entry.isdigit() and (_stat(int(entry)) or ("", 0, 0))[1] == pid:
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"_guardian.py" in f.read():
+                    if b"guardian.py" in f.read():
                         found.append(int(entry))
             except OSError:
                 pass

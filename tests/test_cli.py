@@ -69,8 +69,9 @@ async def test_plain_http_server_with_readme_style_command():
 
 
 def test_pass_api_token_option_its_help_and_what_the_app_and_its_helpers_get():
-    from trioproxy import _bootstrap, _cli
-    from trioproxy._applog import LogTail
+    from trioproxy.child import bootstrap as _bootstrap
+    from trioproxy import cli as _cli
+    from trioproxy.child.output import LogTail
 
     r = cli("--help")
     assert "--pass-api-token" in " ".join(r.stdout.split())
@@ -88,7 +89,7 @@ def test_pass_api_token_option_its_help_and_what_the_app_and_its_helpers_get():
 def test_not_dumpable_in_a_fresh_process_only():
     code = (
         "import ctypes, sys; libc = ctypes.CDLL(None); before = libc.prctl(3, 0, 0, 0, 0); "
-        "from trioproxy import _cli, _run, _child; import trioproxy; imported = libc.prctl(3, 0, 0, 0, 0); "
+        "from trioproxy import cli as _cli, run as _run; from trioproxy.child import supervisor as _child; import trioproxy; imported = libc.prctl(3, 0, 0, 0, 0); "
         "ok = _cli.not_dumpable(); print(before, imported, ok, libc.prctl(3, 0, 0, 0, 0))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=False)

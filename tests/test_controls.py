@@ -180,8 +180,8 @@ async def test_the_owners_name_is_not_enough_and_admins_get_the_status_only():
 async def test_a_restart_with_the_login_cookie_needs_the_pages_anti_forgery_token(tmp_path):
     import re
 
-    from trioproxy._controls import xsrf_token
-    from trioproxy._tokens import digest
+    from trioproxy.ops.controls import xsrf_token
+    from trioproxy.hub.tokens import digest
 
     secret = tmp_path / "secret"
     secret.write_text("ef" * 32)

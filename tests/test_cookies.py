@@ -1,4 +1,4 @@
-from trioproxy import _cookies
+from trioproxy.rules import cookies as _cookies
 
 
 def hdrs(*cookies: str) -> list[tuple[bytes, bytes]]:

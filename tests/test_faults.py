@@ -24,7 +24,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from trioproxy._settings import FD_HEADROOM
+from trioproxy.settings import FD_HEADROOM
 
 from . import rawnet
 from .conftest import PY, app_cmd, free_port, run_proxy

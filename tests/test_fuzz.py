@@ -13,7 +13,21 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trioproxy import _auth, _cookies, _headers, _oauth, _routing, _scopes, _settings, _template
+from trioproxy.auth import passage as _auth
+
+from trioproxy.rules import cookies as _cookies
+
+from trioproxy.rules import headers as _headers
+
+from trioproxy.auth import oauth as _oauth
+
+from trioproxy.rules import routing as _routing
+
+from trioproxy.rules import scopes as _scopes
+
+from trioproxy import settings as _settings
+
+from trioproxy.rules import template as _template
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -165,7 +179,7 @@ env_value = st.one_of(st.text(max_size=30), st.sampled_from(["", "0", "1", "-1",
     "JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_SSL_CERTFILE", "NBGITPULLER_DEPTH", "JUPYTERHUB_ANYONE",
     "TRIOPROXY_COOKIE_SECRET", "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED", "JUPYTERHUB_ALLOW_TOKEN_IN_URL"]), env_value))
 def test_settings_from_any_environment_build_or_name_the_culprit(environ):
-    from trioproxy._cli import parse
+    from trioproxy.cli import parse
 
     try:
         s = parse(["--", "app", "{port}"], environ)

@@ -1,6 +1,6 @@
 """Header rules (pure)."""
 
-from trioproxy import _headers
+from trioproxy.rules import headers as _headers
 
 
 def test_request_drops_hop_by_hop_and_named_ones_keeps_host():

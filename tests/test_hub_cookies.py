@@ -1,6 +1,6 @@
 import pytest
 
-from trioproxy import _hub_cookies
+from trioproxy.rules import hub_cookies as _hub_cookies
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import trio
 
-from trioproxy._idle import IdleTimer
+from trioproxy.server.idle import IdleTimer
 
 
 async def test_restart_starts_over_and_stop_leaves_nothing_running(autojump_clock):

@@ -7,7 +7,7 @@ import sys
 
 import trio
 
-from trioproxy._lazyapp import LazyApp
+from trioproxy.ops.lazyapp import LazyApp
 
 
 class FakeApp:
@@ -91,6 +91,6 @@ def test_the_server_starts_without_its_heavy_imports():
     """What start-up imports before the app starts (benchmarks: start to first 200): Quart and httpx
     come when needed; hypercorn, trio-websocket and authlib load in a thread while the app starts."""
     heavy = ("quart", "flask", "httpx", "hypercorn", "trio_websocket", "authlib")
-    code = f"import sys, trioproxy._run; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    code = f"import sys, trioproxy.run; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == ""

@@ -224,8 +224,8 @@ async def test_without_access_scopes_the_legacy_rules_hold():
 
 
 async def test_malformed_tokens_get_403_and_the_hub_is_not_asked(tmp_path):
-    from trioproxy._cookies import Sealer
-    from trioproxy._settings import MAX_TOKEN_BYTES
+    from trioproxy.rules.cookies import Sealer
+    from trioproxy.settings import MAX_TOKEN_BYTES
 
     secret = tmp_path / "secret"
     secret.write_text("cd" * 32)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from trioproxy import _procfs
+from trioproxy.child import procfs as _procfs
 
 NET_TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:2135 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0 100 0 0 10 0

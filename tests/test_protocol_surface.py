@@ -7,7 +7,7 @@ end when an answer or an HTTP/1.0 request says so. ``tests/apps/bad_app.py``
 records every request line it receives (``/seen``), so a test can tell what
 reached the app.
 
-The scanner of :mod:`trioproxy._head` is also tested alone, split at every
+The scanner of :mod:`trioproxy.rules.head` is also tested alone, split at every
 byte, since a head may arrive in any number of pieces.
 
 Loopback only; every I/O test is bounded by ``trio.fail_after``.
@@ -24,7 +24,7 @@ import httpx
 import pytest
 import trio
 
-from trioproxy import _head
+from trioproxy.rules import head as _head
 
 from . import rawnet
 from .conftest import app_cmd, run_proxy

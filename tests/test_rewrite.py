@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trioproxy import _rewrite
+from trioproxy.rules import rewrite as _rewrite
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

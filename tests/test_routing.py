@@ -1,6 +1,6 @@
 """Prefix routing (pure)."""
 
-from trioproxy._routing import Forward, Internal, NotFound, Redirect, Router
+from trioproxy.rules.routing import Forward, Internal, NotFound, Redirect, Router
 
 
 def test_forward_keeps_raw_bytes():

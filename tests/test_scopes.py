@@ -1,5 +1,5 @@
-from trioproxy import _scopes
-from trioproxy._scopes import Door, Who, admits, control_access, general_purpose, grants
+from trioproxy.rules import scopes as _scopes
+from trioproxy.rules.scopes import Door, Who, admits, control_access, general_purpose, grants
 
 # What JupyterHub requires for dan's default server.
 NEED = ["access:servers!server=dan/", "access:servers!user=dan"]

@@ -6,7 +6,9 @@ import os
 import click
 import pytest
 
-from trioproxy import _cli, _settings
+from trioproxy import cli as _cli
+
+from trioproxy import settings as _settings
 
 
 def parse(*argv, **env):
@@ -140,9 +142,12 @@ def test_settings_are_frozen():
 def test_only_settings_reads_the_environment():
     root = os.path.dirname(_settings.__file__)
     readers = []
-    for name in os.listdir(root):
-        if name.endswith(".py") and name not in ("_settings.py", "_cli.py"):
-            text = open(os.path.join(root, name)).read()
-            if "os.environ" in text or "os.getenv" in text:
-                readers.append(name)
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.relpath(os.path.join(folder, name), root)
+            if name.endswith(".py") and path not in ("settings.py", "cli.py"):
+                with open(os.path.join(folder, name)) as f:
+                    text = f.read()
+                if "os.environ" in text or "os.getenv" in text:
+                    readers.append(path)
     assert readers == []

@@ -1,4 +1,4 @@
-"""Hypercorn's connection server with a stall bound (trioproxy._tcp), in-process on loopback.
+"""Hypercorn's connection server with a stall bound (trioproxy.server.tcp), in-process on loopback.
 
 Every test is bounded by ``trio.fail_after``.
 """
@@ -13,7 +13,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import wrap_app
 
-from trioproxy._tcp import SEND_PIECE_BYTES, StallBoundTCPServer
+from trioproxy.server.tcp import SEND_PIECE_BYTES, StallBoundTCPServer
 
 CHUNK = 4 * SEND_PIECE_BYTES  # one h11 event of several pieces
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from trioproxy import _template
+from trioproxy.rules import template as _template
 
 
 def test_render_all_keys():

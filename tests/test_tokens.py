@@ -1,7 +1,7 @@
 import pytest
 import trio
 
-from trioproxy._tokens import TokenCache
+from trioproxy.hub.tokens import TokenCache
 
 
 class Hub:
@@ -119,8 +119,8 @@ async def _scoped(scope, cache):
 
 
 def test_well_formed_tokens_only():
-    from trioproxy._settings import MAX_TOKEN_BYTES
-    from trioproxy._tokens import digest, well_formed
+    from trioproxy.settings import MAX_TOKEN_BYTES
+    from trioproxy.hub.tokens import digest, well_formed
 
     assert well_formed("0123abcdef" * 4) and well_formed("a" * MAX_TOKEN_BYTES) and well_formed("a-b_c.d~e/f+=")
     for bad in ("", "a" * (MAX_TOKEN_BYTES + 1), "ab cd", "ab\tcd", "ab\x00", "ab\r\nX-Evil: 1", "tökén",

@@ -30,8 +30,8 @@ import httpx
 import pytest
 import trio
 
-from trioproxy._cookies import without_set_cookies
-from trioproxy._hub_cookies import is_credential
+from trioproxy.rules.cookies import without_set_cookies
+from trioproxy.rules.hub_cookies import is_credential
 
 from . import rawnet
 from .conftest import app_cmd, run_proxy

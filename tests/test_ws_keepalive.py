@@ -90,7 +90,7 @@ class FakePort:
 
 
 async def test_one_watcher_pings_the_silent_and_cuts_who_never_answers(autojump_clock):
-    from trioproxy._ws_keepalive import KeepAlive
+    from trioproxy.proxy.ws_keepalive import KeepAlive
 
     keep = KeepAlive(30, 20)
     t0 = trio.current_time()

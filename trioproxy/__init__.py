@@ -1,8 +1,34 @@
-"""trioproxy: serve any web app as a JupyterHub single-user server, on Trio."""
+"""trioproxy: serve any web app as a JupyterHub single-user server, on Trio.
+
+General layout, in the order a request meets it; each layer imports only
+from the layers below it (``tests/test_layout.py`` holds that)::
+
+    cli.py        the command line: parses argv and the environment once, the
+                  process-wide steps (not dumpable, subreaper), then run
+    run.py        the root nursery: the app's supervisor, its output, the server,
+                  the activity timer; and the shutdown order
+    server/       everything that adapts hypercorn: the accept loop, the
+                  per-connection server, strict request heads, websocket streams
+    front/        the ASGI callable hypercorn serves: routes each request,
+                  checks who may pass, forwards
+    ops/          trioproxy's own endpoints (owner's controls, metrics, health,
+                  the OAuth callback, served by Quart-Trio) and `trioproxy doctor`
+    proxy/        forwarding: HTTP, websockets, the gateway to the app
+    auth/         who may pass: the JupyterHub OAuth login, the passage to the app
+    hub/          the Hub's API, activity reports, the token cache
+    child/        the app: its process and supervision, output, git/conda
+                  bootstrap, the reaper and the guard, connections to it
+    settings.py   one frozen Settings from argv and environ, every tunable;
+    metrics.py    shutdown.py (the shared bottom)
+    rules/        pure functions, no I/O: headers, request heads, cookies,
+                  redirects, routing, scopes, templates, pages
+
+Public names: :class:`Settings`, :func:`run` and ``__version__``.
+"""
 
 from typing import Any
 
-from ._settings import Settings
+from .settings import Settings
 from ._version import __version__
 
 __all__ = ["Settings", "__version__", "run"]
@@ -11,7 +37,7 @@ __all__ = ["Settings", "__version__", "run"]
 def __getattr__(name: str) -> Any:
     # ``run`` pulls in the whole server; ``trioproxy --help`` and ``doctor`` need none of it.
     if name == "run":
-        from ._run import run
+        from .run import run
 
         return run
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

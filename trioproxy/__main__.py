@@ -1,5 +1,5 @@
 """``python -m trioproxy``."""
 
-from trioproxy._cli import main
+from trioproxy.cli import main
 
 main()

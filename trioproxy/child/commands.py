@@ -1,0 +1,227 @@
+"""Helper commands of the bootstrap (git, conda): bounded, never prompting, their output as lines.
+
+Each command runs in its own session (no controlling terminal, so nothing can
+prompt on a tty), with stdin from /dev/null, under a time bound; on timeout or
+cancellation its whole process group gets SIGKILL and is reaped. Its output is
+split on ``\\n`` and on a lone ``\\r`` (git's progress), redacted, logged, and
+kept in the app's :class:`LogTail` so trioproxy's pages can show it.
+
+The reference ran these commands in a thread, unbounded, printing lines with
+``print``; a credential prompt or a stalled fetch hung it for ever, and URLs
+with tokens reached the log and the error page.
+
+Commands start through ``_reaper.open_process``, so trioproxy's reaper of
+orphans never takes their exit status, however fast they exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from . import reaper as _reaper
+from .output import LogTail
+
+logger = logging.getLogger(__name__)
+
+#: Longest output line kept; the rest is cut with a mark.
+LINE_MAX_CHARS = 4096
+#: Most bytes of standard output kept when a command's output is parsed.
+CAPTURE_MAX_BYTES = 16 * 2**20
+#: After the command exits, its pipes (held by an escaped descendant) are read this long at most, in seconds.
+DRAIN_S = 0.5
+#: After SIGKILL, wait this long at most for the command to be reaped, in seconds.
+REAP_S = 2.0
+#: Bytes read from a pipe per call.
+READ_BYTES = 64 * 2**10
+
+
+class BootstrapError(Exception):
+    """The app cannot be started: ``reason`` says why, already redacted, in one line.
+
+    ``retry``: worth trying again later (a network failure, a busy lock), as
+    opposed to a configuration error that only the owner can fix.
+    """
+
+    def __init__(self, reason: str, *, retry: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry = retry
+
+
+class Splitter:
+    """Bytes in, lines out, split on ``\\n``, ``\\r\\n`` or a lone ``\\r``. Pure."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes | bytearray) -> list[str]:
+        self._buf += data
+        out: list[str] = []
+        start = 0
+        i = 0
+        buf = self._buf
+        while i < len(buf):
+            c = buf[i]
+            if c == 0x0A or c == 0x0D:
+                if c == 0x0D and i + 1 == len(buf):
+                    break  # a \r at the end: wait to see whether \n follows
+                out.append(_decode(buf[start:i]))
+                i += 2 if c == 0x0D and buf[i + 1] == 0x0A else 1
+                start = i
+            else:
+                i += 1
+        del buf[:start]
+        if len(buf) > LINE_MAX_CHARS * 4:  # a line without end: pass on what we have
+            out.append(_decode(bytes(buf)))
+            buf.clear()
+        return [line for line in out if line.strip()]
+
+    def flush(self) -> list[str]:
+        rest = _decode(bytes(self._buf).rstrip(b"\r"))
+        self._buf.clear()
+        return [rest] if rest.strip() else []
+
+
+def _decode(b: bytes | bytearray) -> str:
+    text = bytes(b).decode("utf-8", errors="replace")
+    if len(text) > LINE_MAX_CHARS:
+        text = text[:LINE_MAX_CHARS] + f" … [{len(text) - LINE_MAX_CHARS} characters cut]"
+    return text
+
+
+class Progress:
+    """Where a helper's lines go: redacted, then logged on ``log`` and kept in ``tail`` as ``[tag] line``."""
+
+    def __init__(self, tail: LogTail, log: logging.Logger, tag: str, redact: Callable[[str], str]) -> None:
+        self.tail, self.log, self.tag, self.redact = tail, log, tag, redact
+        self.last = ""
+
+    def line(self, text: str, level: int = logging.INFO) -> None:
+        text = self.redact(text)
+        self.last = text
+        self.tail.add(f"[{self.tag}] {text}")
+        self.log.log(level, "%s", text)
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    #: Standard output when captured (else b"").
+    stdout: bytes
+
+
+class Runner:
+    """Runs helper commands one at a time; :attr:`pid` is the running one's (None between commands)."""
+
+    def __init__(self, env: Mapping[str, str], progress: Progress) -> None:
+        self.env = dict(env)
+        self.progress = progress
+        self.pid: int | None = None
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_s: float,
+        cwd: str | None = None,
+        capture: bool = False,
+        echo: bool = True,
+    ) -> Result:
+        """Run ``argv``; return its exit code (and its stdout with ``capture``).
+
+        Output: without ``capture``, stdout and stderr (merged) are progress
+        lines; with it, stdout is returned (at most CAPTURE_MAX_BYTES) and
+        stderr lines are progress. ``echo`` also shows ``$ argv`` first.
+
+        Raises:
+            BootstrapError: the command could not start, or ran past
+                ``timeout_s`` (then it was killed; retry is suggested).
+
+        Cancellation: the command's process group gets SIGKILL and is reaped
+        (bounded) before the cancellation goes on.
+        """
+        shown = " ".join(shlex.quote(a) for a in argv)
+        if echo:
+            self.progress.line(f"$ {shown}")
+        else:
+            logger.debug("$ %s", self.progress.redact(shown))
+        self.progress.last = ""
+        try:
+            proc = await _reaper.open_process(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE if capture else subprocess.STDOUT,
+                env=self.env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            where = f" in {cwd}" if cwd else ""
+            raise BootstrapError(f"could not run {argv[0]}{where}: {exc.strerror or exc}") from None
+        self.pid = proc.pid
+        captured = bytearray()
+        timed_out = False
+        try:
+            assert proc.stdout is not None
+            async with trio.open_nursery() as readers:
+                if capture:
+                    assert proc.stderr is not None
+                    readers.start_soon(self._capture, proc.stdout, captured)
+                    readers.start_soon(self._lines, proc.stderr)
+                else:
+                    readers.start_soon(self._lines, proc.stdout)
+                with trio.move_on_after(timeout_s) as timer:
+                    await proc.wait()
+                if timer.cancelled_caught:
+                    timed_out = True
+                    _killpg(proc.pid)
+                    with trio.move_on_after(REAP_S):
+                        await proc.wait()
+                readers.cancel_scope.deadline = trio.current_time() + DRAIN_S
+        finally:
+            with trio.CancelScope(shield=True):
+                if proc.returncode is None:
+                    _killpg(proc.pid)
+                    with trio.move_on_after(REAP_S):
+                        await proc.wait()
+            self.pid = None
+            _reaper.forget(proc.pid)
+        if timed_out:
+            raise BootstrapError(f"`{self.progress.redact(shown)}` took longer than {timeout_s:g} s", retry=True)
+        assert proc.returncode is not None  # waited for above
+        return Result(proc.returncode, bytes(captured))
+
+    async def _lines(self, stream: trio.abc.ReceiveStream) -> None:
+        splitter = Splitter()
+        try:
+            while data := await stream.receive_some(READ_BYTES):
+                for line in splitter.feed(data):
+                    self.progress.line(line)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        for line in splitter.flush():
+            self.progress.line(line)
+
+    @staticmethod
+    async def _capture(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
+        try:
+            while data := await stream.receive_some(READ_BYTES):
+                into += data[: max(0, CAPTURE_MAX_BYTES - len(into))]
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,274 @@
+"""The command line: argv -> Settings -> run -> exit code.
+
+Option names, types, defaults and parsing rules are those of
+jhsingle-native-proxy 0.8.3 (a click CLI too), so a deployment switches by
+changing the command's name. Options may be interspersed with the command's
+words; after a literal ``--`` everything belongs to the command; ``{--}`` and
+``{-}`` smuggle dashes past the parser.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+from . import settings as _settings
+from ._version import __version__
+
+logger = logging.getLogger(__name__)
+
+EPILOG = """\b
+Command templates (in any COMMAND word): {port} {base_url} {presentation_path}
+{presentation_dirname} {presentation_basename} {origin_host} {-} {--};
+write {{ and }} for literal braces.
+\b
+Environment: JUPYTERHUB_SERVICE_PREFIX (URL prefix, default /),
+JUPYTERHUB_SERVICE_URL (default --port and --ip), JUPYTERHUB_SSL_KEYFILE,
+JUPYTERHUB_SSL_CERTFILE, JUPYTERHUB_SSL_CLIENT_CA (serve TLS, require client
+certificates), and the JUPYTERHUB_* variables a Spawner sets for OAuth and
+activity. The app inherits the environment, except $TRIOPROXY_COOKIE_SECRET and
+(without --pass-api-token) $JUPYTERHUB_API_TOKEN and $JPY_API_TOKEN.
+"""
+
+
+def _opt(*decls: str, **kw: Any) -> Any:
+    return click.option(*decls, **kw)
+
+
+@click.command(
+    name="trioproxy",
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.argument("command", nargs=-1, required=True)
+@_opt("--port", type=int, default=None,
+      help="Port to listen on. Default: the port of $JUPYTERHUB_SERVICE_URL (80/443 by scheme), else 8888.")
+@_opt("--destport", type=int, default=0, show_default=True,
+      help="Port the app must listen on, given to it as {port}; 0 picks a free port.")
+@_opt("--ip", type=str, default=None,
+      help="Address to listen on. Default: the host of $JUPYTERHUB_SERVICE_URL; empty means every interface.")
+@_opt("--presentation-path", "--presentation_path", "presentation_path", type=str, default="",
+      help="Sets {presentation_path} (made absolute), {presentation_dirname} and {presentation_basename}.")
+@_opt("--debug/--no-debug", default=False, help="Debug logging (trioproxy and the app's lines).")
+@_opt("--logs/--no-logs", default=True, show_default=True,
+      help="Pass the app's stdout (info) and stderr (warning) lines to the log.")
+@_opt("--authtype", type=click.Choice(["oauth", "none"]), default="oauth", show_default=True,
+      help="oauth: JupyterHub login; a token gets in when its scopes grant this server "
+           "($JUPYTERHUB_OAUTH_ACCESS_SCOPES: the owner, roles, servers shared on the Hub); members of "
+           "$JUPYTERHUB_GROUP (comma-separated) and, with $JUPYTERHUB_ANYONE=1, any Hub user, with a token "
+           "that opens their own servers. "
+           "Browsers are sent to the Hub to log in; API clients use 'Authorization: token ...'. "
+           "none: no login at all (behind another authenticating proxy only).")
+@_opt("--request-timeout", type=int, default=300, show_default=True,
+      help="Seconds to wait for the app to start answering a request (connect and headers; "
+           "a healthy stream may run for ever). 0: no limit.")
+@_opt("--last-activity-interval", type=int, default=300, show_default=True,
+      help="Seconds between activity reports to $JUPYTERHUB_ACTIVITY_URL (with $JUPYTERHUB_API_TOKEN, "
+           "server $JUPYTERHUB_SERVER_NAME); 0 never reports.")
+@_opt("--force-alive/--no-force-alive", "--force-keep-alive/--no-force-keep-alive", "force_alive",
+      default=True, show_default=True,
+      help="Report 'active now' at every interval (the server is never culled as idle); "
+           "--no-force-alive reports the time of the last real traffic.")
+@_opt("--ready-check-path", type=str, default="/", show_default=True,
+      help="Path on the app probed until it answers (any HTTP status) to count as ready.")
+@_opt("--ready-timeout", type=int, default=10, show_default=True,
+      help="Seconds the app may take to become ready before it is restarted.")
+@_opt("--repo", type=str, default="",
+      help="Git repository URL: before the app first starts it is cloned into --repofolder, or that "
+           "checkout is updated (local changes kept, colliding new files renamed), and the app runs in "
+           "that folder. Clone depth $NBGITPULLER_DEPTH (1; 0 or less: full history). Credentials in the "
+           "URL are shown as ***. On failure the app is not started and the error page says why.")
+@_opt("--repobranch", type=str, default="master", show_default=True, help="Branch of --repo to check out.")
+@_opt("--repofolder", type=str, default=".", show_default=True,
+      help="Folder for --repo, relative to the current one: cloned into when missing or empty, updated "
+           "when it is a checkout of --repo; anything else is an error (so the default '.' must be such a "
+           "checkout or empty).")
+@_opt("--conda-env", type=str, default="",
+      help="Run the app inside this conda environment: a name, or the path of an environment. Conda is "
+           "$CONDA_EXE, else `conda` on PATH; a missing conda or environment is an error shown on the "
+           "error page.")
+@_opt("--allow-root/--no-allow-root", default=True, help="Accepted for jupyterhub-singleuser compatibility; no effect.")
+@_opt("--NotebookApp.allow_origin/--no-NotebookApp.allow_origin", "notebookapp_allow_origin", default=True,
+      help="Accepted for compatibility; no effect.")
+@_opt("--forward-user-info/--no-forward-user-info", default=False,
+      help="Send the JupyterHub user (JSON: kind, name, admin, groups) to the app in the "
+           "X-CDSDASHBOARDS-JH-USER header (HTTP and websocket handshakes); needs --authtype oauth. "
+           "A copy sent by a client is always stripped.")
+@_opt("--query-user-info/--no-query-user-info", default=False,
+      help="Send the same JSON as the CDSDASHBOARDS_JH_USER query argument (same conditions).")
+@_opt("--keep-prefix/--strip-prefix", default=False, show_default=True,
+      help="Forward paths with the prefix kept, for apps that serve under it themselves "
+           "(bokeh/panel serve --prefix {base_url}); by default the prefix is stripped.")
+@_opt("--progressive/--no-progressive", default=False,
+      help="Accepted for compatibility: responses always stream as they arrive.")
+@_opt("--websocket-max-message-size", type=int, default=0,
+      help="Largest websocket message in bytes, both directions; 0: 32 MiB.")
+@_opt("--aiohttp-no-ssl-connector", is_flag=True, default=False,
+      help="Probe readiness on 127.0.0.1 only (IPv4) and proxy there.")
+@_opt("--aiohttp-request-timeout", type=int, default=300, show_default=True,
+      help="Seconds one readiness probe may take; 0: bounded only by --ready-timeout.")
+@_opt("--shutdown-timeout", type=float, default=_settings.DEFAULT_SHUTDOWN_TIMEOUT_S, show_default=True,
+      help="Seconds from SIGTERM to exit: in-flight requests drain this long, then the app's "
+           "process group is killed. Raise it where pods get a longer grace period.")
+@_opt("--max-restarts", type=int, default=_settings.DEFAULT_MAX_RESTARTS, show_default=True,
+      help="Consecutive failed starts of the app before trioproxy exits non-zero.")
+@_opt("--cookie-secret-file", type=str, default="",
+      help="File holding the secret that seals the login cookie (hex or text, at least 16 bytes), so a "
+           f"restart of trioproxy keeps users logged in. Else ${_settings.COOKIE_SECRET_ENV}; else a random "
+           "secret per start (users log in again after a restart, through the Hub, usually without a prompt).")
+@_opt("--auth-cache-ttl", type=float, default=_settings.DEFAULT_AUTH_CACHE_TTL_S, show_default=True,
+      help="Seconds a token the Hub vouched for is trusted before it is checked again: "
+           "a token revoked on the Hub stops working within this time.")
+@_opt("--hub-ready-timeout", type=float, default=_settings.DEFAULT_HUB_READY_TIMEOUT_S, show_default=True,
+      help="While the app starts, the Hub's readiness probe ({prefix}api) gets 503 for at most this many "
+           "seconds after start, so users wait on the Hub's progress page. Keep it below the Spawner's "
+           "http_timeout (30 s by default); 0 answers the probe at once.")
+@_opt("--metrics-public/--no-metrics-public", default=False, show_default=True,
+      help="Serve Prometheus metrics on /_trioproxy/metrics (the pod's port, outside the prefix) to anyone; "
+           "by default only to users of this server (Authorization: token ...).")
+@_opt("--public-controls/--no-public-controls", default=False, show_default=True,
+      help="With --authtype none, show the owner's controls and the app's output on error pages to anyone "
+           "who can reach the server (off: a public dashboard must not show its log to the world).")
+@_opt("--pass-api-token/--no-pass-api-token", default=False, show_default=True,
+      help="give the app JUPYTERHUB_API_TOKEN and JPY_API_TOKEN, for apps that call the Hub API themselves "
+           "(off: the app never holds the server's Hub credential)")
+@_opt("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+      help="text: one readable line per event, the app's lines tagged [stdout]/[stderr]. "
+           "json: one JSON object per line (time, level, logger, message; stream for the app's lines).")
+@click.version_option(__version__, "--version", prog_name="trioproxy")
+def _command(**options: Any) -> dict[str, Any]:
+    """Run COMMAND (a web app that listens on {port}) and serve it under $JUPYTERHUB_SERVICE_PREFIX,
+    proxying HTTP and websockets, as a JupyterHub single-user server.
+
+    Example: trioproxy --authtype none -- python3 -m http.server {port}
+
+    `trioproxy doctor [OPTIONS]` checks the JupyterHub environment instead (variables, API token and
+    its scopes, TLS files, bind address, proxy variables) and says what to fix; exit code 1 on a problem.
+    (To run an app called "doctor", write `trioproxy -- doctor`.)
+    """
+    return options
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str], cwd: str | None = None) -> _settings.Settings:
+    """Parse argv (without the program name) into Settings.
+
+    Raises:
+        click.exceptions.ClickException: on any usage error (exit code 2).
+        click.exceptions.Exit: for --help and --version.
+    """
+    ctx = _command.make_context("trioproxy", list(argv))
+    with ctx:
+        options = _command.invoke(ctx)
+    try:
+        return _settings.build(options, environ, cwd=cwd)
+    except _settings.SettingsError as exc:
+        raise click.UsageError(str(exc), ctx=ctx) from None
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message; the app's
+    lines are logged by ``trioproxy.app`` with their stream in ``stream``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime
+        import json
+
+        entry: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(
+                timespec="milliseconds"
+            ).replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        if record.name == "trioproxy.app" and isinstance(record.args, tuple) and len(record.args) == 2:
+            entry["stream"], entry["message"] = record.args
+        else:
+            entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _configure_logging(debug: bool, log_format: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("[%(levelname).1s %(asctime)s.%(msecs)03d %(name)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # Hypercorn's own access and error logs are noise next to ours.
+    logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
+    # Library chatter (httpx logs every Hub API call) stays out even with --debug.
+    for noisy in ("trio-websocket", "hpack", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+#: prctl option number (linux/prctl.h).
+PR_SET_DUMPABLE = 4
+
+
+def not_dumpable() -> bool:
+    """Make this process not dumpable (Linux): no core dump, and a process of the same
+    user (the app) can neither ptrace it nor read its /proc/<pid>/environ (the Hub API
+    token), mem or fds. Its own /proc stays readable to it, and children are unaffected
+    (execve makes them dumpable again). False, logged at debug, where that fails."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        return True
+    except (OSError, AttributeError) as exc:
+        logger.debug("prctl(PR_SET_DUMPABLE, 0) failed: %s", exc)
+        return False
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: exits with the code of :func:`trioproxy.run.run`.
+
+    Once its logging is set up, trioproxy makes itself not dumpable
+    (:func:`not_dumpable`) before it starts anything: here only, not on
+    import, so library use and tests in-process are unchanged.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    doctor = bool(args) and args[0] == "doctor"
+    if doctor:
+        # `trioproxy doctor [OPTIONS]`: the same options; the app's command is optional.
+        args = args[1:] if "--" in args[1:] else [*args[1:], "--", "true"]
+    try:
+        settings = parse(args, os.environ)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    _configure_logging(settings.debug, settings.log_format)
+    not_dumpable()
+    if doctor:
+        from .ops import doctor as _doctor
+
+        sys.exit(_doctor.run(settings, os.environ))
+
+    from .run import run_main
+
+    code = run_main(settings)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        # The log's disk is full (or its pipe gone): Python would turn the failed
+        # flush at exit into exit code 120; the run itself went fine.
+        os._exit(code)
+    sys.exit(code)

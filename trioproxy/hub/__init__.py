@@ -1,0 +1,1 @@
+"""JupyterHub's API: token lookups (and their cache), OAuth exchanges, activity reports."""

@@ -1,0 +1,1 @@
+"""trioproxy's own endpoints (owner's controls, metrics, health, the OAuth callback, on Quart-Trio) and `trioproxy doctor`."""

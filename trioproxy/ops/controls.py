@@ -1,0 +1,260 @@
+"""The owner's controls and the metrics endpoint, as Quart routes.
+
+Under the prefix, after the same login as every request: ``_front`` sends
+these paths through ``admit`` and puts the resulting passage in
+``scope["trioproxy.passage"]``; only ``admit`` makes one, and it carries what of
+the controls the request may reach (``_scopes.control_access``: the owner
+whose token opens this server gets all of them; an admin the scopes admit,
+the status only). With ``--authtype none`` they are off (403) unless
+``--public-controls`` opens them to whoever reaches the server.
+
+* ``{prefix}/_trioproxy/``        a page: the app's state, a restart button, its log live
+  (owner; a navigation only, never framed);
+* ``{prefix}/_trioproxy/status``  JSON: state, reason, pid, uptime, restarts, ready (owner, admins);
+* ``{prefix}/_trioproxy/restart`` POST with ``X-Trioproxy-Action: restart`` and, when the
+  login cookie authenticated it, ``X-Trioproxy-Xsrf: <token>`` (owner). Without subdomains
+  every user's server is same-origin, so another user's page may send any header with
+  ``fetch``; the anti-forgery token is an HMAC (the cookie secret) of the login's token
+  digest, embedded in the control page and compared in constant time. A request
+  authenticated by ``Authorization`` carries no ambient credential and needs none;
+* ``{prefix}/_trioproxy/logs``    the app's last lines; ``?follow=1``: an event stream of
+  them and of every new one (owner).
+
+Outside the prefix, on the pod's port only: ``/_trioproxy/metrics`` (Prometheus text),
+for users the login admits (``Authorization: token ...``), or anyone with
+``--metrics-public``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from .. import metrics as _metrics
+
+from ..rules import pages as _pages
+
+from ..rules import scopes as _scopes
+from ..auth.passage import Passage
+from ..child.supervisor import AppState, Status, Supervisor
+from ..metrics import Metrics
+from ..settings import Settings
+from ..shutdown import Shutdown
+from .._version import __version__
+
+#: Header a restart request must carry.
+ACTION_HEADER = "X-Trioproxy-Action"
+#: Header with the anti-forgery token a cookie-authenticated restart must carry.
+XSRF_HEADER = "X-Trioproxy-Xsrf"
+#: What the anti-forgery token is an HMAC of, before the login's digest.
+XSRF_PURPOSE = b"trioproxy-controls-xsrf\0"
+#: An idle log stream sends a comment this often, in seconds (keeps proxies from cutting it).
+FOLLOW_KEEPALIVE_S = 15.0
+
+_HTML = "text/html; charset=utf-8"
+
+
+def _sse(event: str, data: str) -> bytes:
+    lines = "".join(f"data: {part}\n" for part in data.split("\n"))
+    return f"event: {event}\n{lines}\n".encode()
+
+
+def xsrf_token(secret: bytes, login_digest: bytes) -> str:
+    """The anti-forgery token of one login: HMAC-SHA256 (the cookie secret) of its token's digest."""
+    return hmac.new(secret, XSRF_PURPOSE + login_digest, hashlib.sha256).hexdigest()
+
+
+def xsrf_ok(secret: bytes, passage: Passage, sent: str) -> bool:
+    """May this restart go ahead? Cookie logins must send their token; others carry no ambient credential."""
+    if passage.credential != "cookie":
+        return True
+    if not passage.login_digest or not sent:
+        return False
+    return hmac.compare_digest(xsrf_token(secret, passage.login_digest).encode(), sent.encode("latin-1", "replace"))
+
+
+def _is_navigation(headers: Any) -> bool:
+    """Is this a top-level page load (or no browser at all), not a script's fetch or a frame?"""
+    mode = str(headers.get("Sec-Fetch-Mode", "navigate")).lower()
+    dest = str(headers.get("Sec-Fetch-Dest", "document")).lower()
+    return mode == "navigate" and dest == "document"
+
+
+async def _first(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Return when the first of ``waits`` returns."""
+    async with trio.open_nursery() as nursery:
+        for wait in waits:
+
+            async def run(wait: Callable[[], Awaitable[object]] = wait) -> None:
+                await wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run)
+
+
+def register(
+    app: QuartTrio,
+    settings: Settings,
+    state: AppState,
+    supervisor: Supervisor,
+    metrics: Metrics,
+    shutdown: Shutdown,
+) -> None:
+    prefix = settings.proxy.prefix
+    base = f"{prefix}/_trioproxy"
+    open_mode = settings.hub.authtype == "none"
+    secret = settings.hub.cookie_secret
+    started = time.time()
+
+    def access() -> _scopes.ControlAccess:
+        """What of the controls this request may reach (decided at admission, see the docstring)."""
+        if open_mode:
+            return _scopes.OWNER if settings.hub.public_controls else _scopes.NOTHING
+        passage = request.scope.get("trioproxy.passage")
+        return passage.controls if isinstance(passage, Passage) else _scopes.NOTHING
+
+    def passage_of() -> Passage:
+        passage = request.scope.get("trioproxy.passage")
+        # No passage (never the case past access()): as if an ambient cookie, so the XSRF check holds.
+        return passage if isinstance(passage, Passage) else Passage([], b"", credential="cookie")
+
+    def refused() -> Response:
+        if open_mode:
+            body = _pages.render("403: Controls off", ["This server is public (--authtype none): its owner's "
+                                 "controls are off unless trioproxy runs with --public-controls."])
+        else:
+            body = _pages.render("403: Owner only", ["These controls belong to the server's owner."])
+        return Response(body, status=403, content_type=_HTML)
+
+    def status_model() -> dict[str, Any]:
+        now = trio.current_time()
+        return {
+            "status": state.status.name.lower(),
+            "reason": state.reason,
+            "ready": state.status is Status.READY,
+            "pid": supervisor.pid,
+            "app_uptime_s": round(now - supervisor.started_at, 3) if supervisor.started_at is not None else None,
+            "restarts": supervisor.restarts,
+            "trioproxy_uptime_s": round(time.time() - started, 3),
+            "trioproxy_version": __version__,
+        }
+
+    @app.route(f"{base}/status", methods=["GET"])
+    async def status() -> Any:
+        if access() not in (_scopes.OWNER, _scopes.STATUS):
+            return refused()
+        return Response(json.dumps(status_model()), content_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
+    @app.route(f"{base}/restart", methods=["POST"])
+    async def restart() -> Any:
+        if access() != _scopes.OWNER:
+            return refused()
+        if request.headers.get(ACTION_HEADER, "").lower() != "restart":
+            body = _pages.render("403: Restart refused", [f"A restart request must carry '{ACTION_HEADER}: restart'."])
+            return Response(body, status=403, content_type=_HTML)
+        if not open_mode and not xsrf_ok(secret, passage_of(), request.headers.get(XSRF_HEADER, "")):
+            body = _pages.render("403: Restart refused", ["A restart with the login cookie must carry the "
+                                 "anti-forgery token of the control page: use its Restart button."])
+            return Response(body, status=403, content_type=_HTML)
+        if not supervisor.restart():
+            return Response(json.dumps({"restarting": False, "reason": "shutting down"}), status=409,
+                            content_type="application/json")
+        return Response(json.dumps({"restarting": True}), status=202, content_type="application/json")
+
+    @app.route(f"{base}/logs", methods=["GET"])
+    async def logs() -> Any:
+        if access() != _scopes.OWNER:
+            return refused()
+        tail = state.tail
+        if request.args.get("follow") != "1":
+            text = "\n".join(tail.lines()) + ("\n" if tail.count else "")
+            return Response(text, content_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"})
+
+        async def stream() -> AsyncIterator[bytes]:
+            seq = max(0, tail.count - len(tail.lines()))
+            last_status = None
+            while not shutdown.requested.is_set():
+                for line in tail.since(seq):
+                    yield _sse("line", line)
+                seq = tail.count
+                if state.status is not last_status:
+                    last_status = state.status
+                    yield _sse("status", json.dumps(status_model()))
+                with trio.move_on_after(FOLLOW_KEEPALIVE_S) as idle:
+                    await _first(lambda: tail.wait_past(seq), state.changed, shutdown.requested.wait)
+                if idle.cancelled_caught:
+                    yield b": keep-alive\n\n"
+
+        response = Response(stream(), content_type="text/event-stream",
+                            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        response.timeout = None
+        return response
+
+    @app.route(f"{base}/", methods=["GET"])
+    async def page() -> Any:
+        if access() != _scopes.OWNER:
+            return refused()
+        if not _is_navigation(request.headers):
+            # The page holds the anti-forgery token: not for a script's fetch, nor a frame.
+            body = _pages.render("403: Open this page directly", ["The control page opens as a page of its own."])
+            return Response(body, status=403, content_type=_HTML)
+        passage = passage_of()
+        token = xsrf_token(secret, passage.login_digest) if passage.credential == "cookie" else ""
+        return Response(control_page(base, token), content_type=_HTML,
+                        headers={"Cache-Control": "no-store", "Content-Security-Policy": "frame-ancestors 'none'",
+                                 "X-Frame-Options": "DENY"})
+
+    @app.route("/_trioproxy/metrics", methods=["GET"])
+    async def metrics_endpoint() -> Any:
+        admitted = open_mode or settings.proxy.metrics_public or request.scope.get("trioproxy.user") is not None
+        if not admitted:
+            body = _pages.render("403: Metrics", ["Send a JupyterHub token of a user of this server, "
+                                                  "or start trioproxy with --metrics-public."])
+            return Response(body, status=403, content_type=_HTML)
+        metrics.app_restarts = supervisor.restarts
+        text = _metrics.render(metrics, app_ready=lambda: state.status is Status.READY,
+                               app_up=lambda: supervisor.pid is not None)
+        return Response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _js(value: str) -> str:
+    """``value`` as a JavaScript string literal that cannot end the script element."""
+    return json.dumps(value).replace("<", "\\u003c")
+
+
+def control_page(base: str, xsrf: str = "") -> bytes:
+    """The owner's page; its script only talks to ``base`` (same origin); ``xsrf``: the login's
+    anti-forgery token, sent with the restart."""
+    script = """
+<p>State: <b id="state">…</b> <span id="reason" class="muted"></span></p>
+<p>pid <span id="pid">–</span>, up <span id="up">–</span> s, restarts <span id="restarts">–</span>
+ <button id="restart">Restart the app</button></p>
+<h2>The app's output</h2>
+<pre id="log"></pre>
+<script>
+const base = BASE;
+const log = document.getElementById("log");
+function show(s) {
+  document.getElementById("state").textContent = s.status;
+  document.getElementById("reason").textContent = s.reason || "";
+  document.getElementById("pid").textContent = s.pid ?? "–";
+  document.getElementById("up").textContent = s.app_uptime_s ?? "–";
+  document.getElementById("restarts").textContent = s.restarts;
+}
+const es = new EventSource(base + "/logs?follow=1");
+es.addEventListener("line", e => { log.textContent += e.data + "\\n"; window.scrollTo(0, document.body.scrollHeight); });
+es.addEventListener("status", e => show(JSON.parse(e.data)));
+document.getElementById("restart").onclick = () =>
+  fetch(base + "/restart", {method: "POST", headers: {"X-Trioproxy-Action": "restart", "X-Trioproxy-Xsrf": XSRF}});
+</script>
+""".replace("XSRF", _js(xsrf)).replace("BASE", _js(base))
+    return _pages.render_html("trioproxy: the app", script)

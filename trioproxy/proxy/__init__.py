@@ -1,0 +1,1 @@
+"""Forwarding to the app: HTTP, websockets, and the gateway that waits for the app."""

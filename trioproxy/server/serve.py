@@ -1,0 +1,201 @@
+"""Serve the ASGI front with hypercorn's HTTP/1.1 machinery, on listeners we own.
+
+We run hypercorn's per-connection ``TCPServer`` ourselves instead of
+``hypercorn.trio.serve`` so that shutdown happens in our order: the listening
+sockets are closed at once (no connection waits in a backlog), idle
+keep-alive connections are closed, in-flight requests drain until the
+deadline, and then every connection socket is closed even if a send to a
+stalled client is blocked (hypercorn shields those sends).
+
+Connections are accepted by :mod:`._accept` (which refuses new ones near the
+open-file limit) and served by :mod:`._tcp`'s ``TCPServer``, which cuts a
+client that stops reading.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..settings import ServerSettings
+from ..shutdown import Shutdown
+
+if TYPE_CHECKING:
+    from hypercorn.config import Config
+
+logger = logging.getLogger(__name__)
+
+#: Listen backlog.
+BACKLOG = 1024
+
+
+class ServerError(Exception):
+    """The server could not start (address in use, bad TLS files); says which."""
+
+
+def make_config(s: ServerSettings) -> Config:
+    from hypercorn.config import Config  # noqa: PLC0415 (see STACK_MODULES)
+
+    config = Config()
+    # HTTP/1.1 only (hypercorn's HTTP/2 would follow an "h2" chosen by ALPN): the Hub and CHP
+    # speak HTTP/1.1 to us, and _h11_guard keeps the preface and h2c away from hypercorn's switch.
+    config.alpn_protocols = ["http/1.1"]
+    config.include_date_header = False  # the app's own Date passes through
+    config.include_server_header = False
+    config.h11_max_incomplete_size = s.max_header_bytes
+    config.websocket_max_message_size = s.ws_max_message_bytes
+    config.keep_alive_timeout = s.keep_alive_s
+    config.accesslog = None
+    config.errorlog = logging.getLogger("trioproxy.hypercorn")
+    if s.tls:
+        config.certfile = s.ssl_certfile
+        config.keyfile = s.ssl_keyfile
+        if s.ssl_client_ca:
+            config.ca_certs = s.ssl_client_ca
+            config.verify_mode = ssl.CERT_REQUIRED
+    return config
+
+
+def bind(s: ServerSettings) -> list[socket.socket]:
+    """Listening sockets for ``--ip``/``--port``; '' is every interface, IPv6 and IPv4."""
+    try:
+        if s.ip == "":
+            try:
+                sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                addr: Any = ("::", s.port)
+            except OSError:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                addr = ("0.0.0.0", s.port)
+        else:
+            infos = socket.getaddrinfo(s.ip, s.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            family, _, _, _, addr = infos[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        hint = " (another process uses it; choose --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise ServerError(f"cannot listen on {s.ip or '*'}:{s.port}: {exc.strerror or exc}{hint}") from None
+    return [sock]
+
+
+def bound_urls(socks: list[socket.socket], tls: bool) -> list[str]:
+    out = []
+    for sock in socks:
+        host, port = sock.getsockname()[:2]
+        host = f"[{host}]" if ":" in host else host
+        out.append(f"{'https' if tls else 'http'}://{host}:{port}")
+    return out
+
+
+async def serve(
+    front: Any,
+    settings: ServerSettings,
+    shutdown: Shutdown,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown`` is requested, then drain until its deadline.
+
+    "Started" means listening: the value is the list of bound URLs.
+    """
+    # Imported here, not with the module: hypercorn is a fifth of trioproxy's start-up,
+    # and ``_run`` loads it in a worker thread while the app starts (STACK_MODULES).
+    from hypercorn.trio.lifespan import Lifespan  # noqa: PLC0415
+    from hypercorn.trio.worker_context import WorkerContext  # noqa: PLC0415
+    from hypercorn.typing import ConnectionState  # noqa: PLC0415
+    from hypercorn.utils import wrap_app  # noqa: PLC0415
+
+    from . import ws_stream as _hypercorn_ws  # noqa: PLC0415
+    from .accept import Acceptor  # noqa: PLC0415
+    from .tcp import StallBoundTCPServer  # noqa: PLC0415
+
+    _hypercorn_ws.install()
+    config = make_config(settings)
+    try:
+        ssl_context = config.create_ssl_context() if settings.tls else None
+    except (OSError, ssl.SSLError) as exc:
+        raise ServerError(f"cannot load the TLS files: {exc}") from None
+    socks = bind(settings)
+    app = wrap_app(front, config.wsgi_max_body_size, "asgi")
+    context = WorkerContext(None)
+    lifespan = Lifespan(app, config, {})
+    streams: set[Any] = set()
+
+    async def handle(stream: Any) -> None:
+        streams.add(stream)
+        try:
+            await StallBoundTCPServer(
+                app, config, context, ConnectionState({}), stream, stall_s=settings.send_stall_s
+            )
+        except Exception as exc:  # noqa: BLE001 - the boundary of one connection
+            # A fault in one connection (a protocol state hypercorn did not expect) ends that
+            # connection, never the server: every other user's connections stay.
+            logger.error("a connection failed and was closed: %s", _summary(exc))
+            logger.debug("the failed connection's error", exc_info=exc)
+            _abort(stream)
+        finally:
+            streams.discard(stream)
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        with Acceptor(settings, ssl_context) as acceptor:
+            async with trio.open_nursery() as connections:
+                try:
+                    async with trio.open_nursery() as accepting:
+                        for sock in socks:
+                            accepting.start_soon(acceptor.serve, sock, handle, connections)
+                        task_status.started(bound_urls(socks, settings.tls))
+                        await shutdown.requested.wait()
+                        accepting.cancel_scope.cancel()
+                finally:
+                    for sock in socks:
+                        trio.lowlevel.notify_closing(sock)
+                        sock.close()
+                logger.info("shutdown: stopped accepting connections (+%.0f ms)", shutdown.elapsed_ms())
+                await context.terminated.set()  # idle keep-alive connections close now
+                shutdown.drain_scope(connections.cancel_scope)
+                lifespan_nursery.start_soon(_close_at_deadline, shutdown, streams)
+        left = len(streams)
+        logger.info("shutdown: connections drained (+%.0f ms)%s", shutdown.elapsed_ms(), f", {left} cut" if left else "")
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
+
+
+async def _close_at_deadline(shutdown: Shutdown, streams: set[Any]) -> None:
+    """At the drain deadline close every connection socket, waking shielded sends."""
+    with trio.CancelScope() as wait:
+        shutdown.drain_scope(wait)  # ends at the deadline, or at once on hurry()
+        await trio.sleep_forever()
+    for stream in list(streams):
+        transport = getattr(stream, "transport_stream", stream)
+        try:
+            transport.socket.close()
+        except OSError:
+            pass
+
+
+def _summary(exc: BaseException) -> str:
+    """One line for a connection's failure (the innermost errors of a group)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_summary(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _abort(stream: Any) -> None:
+    """Close a failed connection's socket at once."""
+    transport = getattr(stream, "transport_stream", stream)
+    try:
+        transport.socket.close()
+    except OSError:
+        pass

@@ -1,0 +1,178 @@
+"""Hypercorn's per-connection server, with a bound on a client that stops reading
+and no descriptor held after a client has closed.
+
+Hypercorn's ``TCPServer.protocol_send`` writes under a shield with no time
+limit: a client that never reads (its receive window full) holds the
+connection, its task and the app's response forever, and it is exactly what a
+slow-read attack looks like. Here each write must leave within ``stall_s``;
+one that does not means the client has stopped reading. Part of it may be in
+the kernel's buffer already, so the stream cannot go on: the connection is
+aborted (RST, which also frees the unsent bytes at once) and the protocol told
+``Closed()``, so the app's side sees the client gone.
+
+Minimum rate: one write is one h11 event (a response head, one body chunk as
+read from the app, at most 256 KiB; one websocket frame, up to
+``--websocket-max-message-size``), cut into pieces of :data:`SEND_PIECE_BYTES`
+that must each be taken by the kernel within ``stall_s``. A client reading
+more slowly than 256 KiB per 60 s (about 4 KiB/s) on top of what the socket
+buffers hold is cut; one that reads nothing but is sent nothing (an idle
+event stream or websocket) is never cut here.
+
+Two savings on every request: an empty write (the end of a body with a
+Content-Length) is skipped, and hypercorn's keep-alive timer is
+:class:`._idle.IdleTimer`.
+
+Two more changes to hypercorn's server:
+
+* Each connection's h11 parser is :class:`._h11_guard.GuardedConnection`
+  (strict heads, HTTP/1.1 only, nothing read after a last request).
+* When the protocol says the connection is over (``Closed``: an answer with
+  ``Connection: close``, a refused request), the socket is closed under a
+  shield. Hypercorn's close has checkpoints, and it runs in the task that sent
+  the last of the response: the ASGI app's. Quart cancels that task when it
+  hears the request is over (the ``http.disconnect`` hypercorn sends just
+  before), so every answer of trioproxy's Quart app with ``Connection: close``
+  left the socket open until the client went away.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.events import Closed, Event, RawData
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import AppWrapper, LifespanState
+
+from .h11_guard import guard
+from .idle import IdleTimer
+
+logger = logging.getLogger(__name__)
+
+#: A write larger than this is sent in pieces of this size, each with its own
+#: ``stall_s``: a big websocket message to a slow client is not a stall. The
+#: size of the proxy's reads from the app (``_upstream.RECEIVE_BYTES``), so a
+#: download goes out one write per read (64 KiB pieces cost 0.4 ms of CPU per MiB more).
+SEND_PIECE_BYTES = 256 * 2**10
+
+#: Bytes read from a client per receive call.
+RECEIVE_BYTES = 256 * 2**10
+
+#: SO_LINGER on, 0 s: close() sends RST and drops unsent data.
+_LINGER_ABORT = struct.pack("ii", 1, 0)
+
+
+class StallBoundTCPServer(TCPServer):
+    """:class:`hypercorn.trio.tcp_server.TCPServer` whose writes give up after ``stall_s``."""
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        state: LifespanState,
+        stream: Any,
+        *,
+        stall_s: float,
+    ) -> None:
+        super().__init__(app, config, context, state, stream)
+        self.stall_s = stall_s
+        self.idle_task = IdleTimer()  # one task per connection, not two per request (see _idle)
+
+    async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, Closed):
+            with trio.CancelScope(shield=True):
+                await self._end_stream()  # cannot block: a shutdown(2) and a close(2)
+            await self.protocol.handle(Closed())
+            return
+        if not isinstance(event, RawData):
+            await super().protocol_send(event)
+            return
+        if not event.data:
+            return  # the end of a body with a Content-Length: nothing to write (a lock and a checkpoint saved)
+        async with self.send_lock:
+            try:
+                sent = await self._send_bounded(event.data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
+                return
+        if not sent:
+            logger.info("a client at %s read nothing for %g s: connection cut", _peer(self.stream), self.stall_s)
+            abort(self.stream)
+            await self.protocol.handle(Closed())
+
+    async def _end_stream(self) -> None:
+        """A FIN after what was sent (plain TCP), then close (TLS: without waiting for close_notify)."""
+        try:
+            await self.stream.send_eof()
+        except (AttributeError, trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError):
+            pass  # TLS (no half-close), gone already, or a write in progress: close all the same
+        await self.stream.aclose()
+
+    async def _read_data(self) -> None:
+        if not guard(self.protocol, self.config.h11_max_incomplete_size):
+            logger.warning("a client at %s negotiated a protocol other than HTTP/1.1: closed", _peer(self.stream))
+            return
+        # hypercorn's loop, with bigger reads (RECEIVE_BYTES; hypercorn reads 64 KiB:
+        # an upload costs a tenth less CPU per MiB) and without its read_timeout,
+        # which trioproxy does not set (stalls are bounded per request and per write).
+        while True:
+            try:
+                data = await self.stream.receive_some(RECEIVE_BYTES)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                break
+            await self.protocol.handle(RawData(bytes(data)))
+            if not data:
+                break
+        await self.protocol.handle(Closed())
+        # The client is gone (EOF, reset, or cut). Hypercorn leaves its
+        # keep-alive timer running, which holds the connection's task and
+        # descriptor (in CLOSE-WAIT) for up to KEEP_ALIVE_S after every
+        # client that closed an idle connection; the timer only runs while no
+        # request is in flight, so stopping it here ends nothing else.
+        await self.idle_task.stop()
+
+    async def _send_bounded(self, data: bytes) -> bool:
+        """Write ``data``; False if one piece was not taken within ``stall_s``.
+
+        Shielded like hypercorn's own write (a cancelled write would leave
+        half a message on the wire), but bounded by its own deadline.
+        """
+        if len(data) <= SEND_PIECE_BYTES:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + self.stall_s) as scope:
+                await self.stream.send_all(data)
+            return not scope.cancelled_caught
+        view = memoryview(data)
+        for start in range(0, len(view), SEND_PIECE_BYTES):
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + self.stall_s) as scope:
+                await self.stream.send_all(view[start : start + SEND_PIECE_BYTES])
+            if scope.cancelled_caught:
+                return False
+        return True
+
+
+
+def abort(stream: Any) -> None:
+    """Reset a client connection at once (plain or TLS): any task blocked on it wakes.
+
+    Synchronous, so it is safe in cleanup and under cancellation.
+    """
+    sock = getattr(stream, "transport_stream", stream).socket
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
+    except OSError:
+        pass  # already closed or reset: closing is all that is left
+    sock.close()
+
+
+def _peer(stream: Any) -> str:
+    try:
+        host, port = getattr(stream, "transport_stream", stream).socket.getpeername()[:2]
+    except (OSError, ValueError):
+        return "?"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
