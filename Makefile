@@ -72,7 +72,7 @@ test: install-test
 	$(PY) -m pytest
 
 unit: install-test
-	$(PY) -m pytest tests/test_settings.py tests/test_template.py tests/test_routing.py tests/test_headers.py tests/test_applog.py
+	$(PY) -m pytest tests/test_settings.py tests/test_template.py tests/test_routing.py tests/test_headers.py tests/test_applog.py tests/test_cookies.py tests/test_rewrite.py tests/test_hub_cookies.py tests/test_scopes.py tests/test_layout.py
 
 # The tests of known gaps, excluded from make test (README: Known gaps)
 gaps: install-test
