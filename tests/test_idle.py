@@ -19,7 +19,7 @@ async def test_restart_starts_over_and_stop_leaves_nothing_running(autojump_cloc
     timer = IdleTimer()
     with trio.fail_after(1000):
         async with trio.open_nursery() as nursery:
-            group = SimpleNamespace(_nursery=nursery)
+            group = SimpleNamespace(spawn=nursery.start_soon)  # hypercorn's TaskGroup.spawn
             t0 = trio.current_time()
             await timer.restart(group, action)
             await trio.sleep(6)

@@ -11,18 +11,26 @@ from trioproxy.ops.lazyapp import LazyApp
 
 
 class FakeApp:
+    """An ASGI app with a lifespan, as Quart-Trio's: it runs in a task with a nursery of its own."""
+
     def __init__(self, log: list[str]) -> None:
         self.log = log
-        self.nursery = None
-
-    async def startup(self) -> None:
-        self.log.append("startup")
-        await trio.sleep(0.01)  # a checkpoint: concurrent first requests must still build one app
-
-    async def shutdown(self) -> None:
-        self.log.append("shutdown")
+        self.nursery: trio.Nursery | None = None
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                while True:
+                    message = await receive()
+                    if message["type"] == "lifespan.startup":
+                        self.log.append("startup")
+                        await trio.sleep(0.01)  # a checkpoint: concurrent first requests must still build one app
+                        await send({"type": "lifespan.startup.complete"})
+                    elif message["type"] == "lifespan.shutdown":
+                        self.log.append("shutdown")
+                        await send({"type": "lifespan.shutdown.complete"})
+                        return
         self.log.append(f"request {scope['path']}")
         await send({"type": "http.response.start", "status": 200, "headers": []})
 

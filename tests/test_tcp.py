@@ -8,11 +8,10 @@ from __future__ import annotations
 import socket
 
 import trio
+import trio.lowlevel
 from hypercorn.config import Config
-from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import ConnectionState
-from hypercorn.utils import wrap_app
 
+from trioproxy.compat.hypercorn import Worker
 from trioproxy.server.tcp import SEND_PIECE_BYTES, StallBoundTCPServer
 
 CHUNK = 4 * SEND_PIECE_BYTES  # one h11 event of several pieces
@@ -40,7 +39,7 @@ async def stream_app(scope, receive, send) -> None:
         n.start_soon(watch)
         while not gone.is_set():
             await send({"type": "http.response.body", "body": b"x" * CHUNK, "more_body": True})
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
 
 async def serve_one(listener: trio.SocketListener, stall_s: float, done: trio.Event) -> None:
@@ -48,8 +47,7 @@ async def serve_one(listener: trio.SocketListener, stall_s: float, done: trio.Ev
     config.keep_alive_timeout = 30
     stream = await listener.accept()
     stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 2**10)
-    app = wrap_app(stream_app, config.wsgi_max_body_size, "asgi")
-    await StallBoundTCPServer(app, config, WorkerContext(None), ConnectionState({}), stream, stall_s=stall_s)
+    await StallBoundTCPServer(Worker(stream_app, config), stream, stall_s=stall_s)
     done.set()
 
 

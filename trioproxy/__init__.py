@@ -19,7 +19,10 @@ from the layers below it (``tests/test_layout.py`` holds that)::
     child/        the app: its process and supervision, output, git/conda
                   bootstrap, the reaper and the guard, connections to it
     settings.py   one frozen Settings from argv and environ, every tunable;
-    metrics.py    shutdown.py (the shared bottom)
+    metrics.py    shutdown.py; websocket_port.py, where the server's websocket
+                  stream and the bridge meet (the shared bottom, with compat/)
+    compat/       every reach into a dependency's private parts (hypercorn,
+                  h11, wsproto, trio-websocket), one module each, version-checked
     rules/        pure functions, no I/O: headers, request heads, cookies,
                   redirects, routing, scopes, templates, pages
 

@@ -248,6 +248,18 @@ async def check_hub(settings: Settings, report: Report) -> None:
                         "keep users:activity!user in Spawner.server_token_scopes, or use --last-activity-interval 0")
 
 
+def check_dependencies(report: Report) -> None:
+    """The releases of hypercorn, h11, wsproto and trio-websocket are those trioproxy.compat was read against."""
+    from .. import compat  # noqa: PLC0415 (imports the serving stack: only here, not with the module)
+
+    try:
+        found = compat.check_all()
+    except compat.CompatError as exc:
+        report.fail(str(exc), "install trioproxy with the dependency versions its pyproject.toml allows")
+    else:
+        report.ok(f"dependencies as tested: {', '.join(found)}")
+
+
 def run(settings: Settings, environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
     """All checks; the exit code."""
     report = Report(out)
@@ -257,6 +269,7 @@ def run(settings: Settings, environ: Mapping[str, str], out: TextIO = sys.stdout
     check_proxy_variables(environ, hosts, report)
     check_tls(settings, report)
     check_bind(settings, report)
+    check_dependencies(report)
     if settings.hub.authtype == "oauth" or settings.activity.interval_s > 0:
         trio.run(check_hub, settings, report)
     summary = f"{report.failed} problem(s), {report.warned} warning(s)"

@@ -8,9 +8,12 @@ needs it (an OAuth callback, a health probe, a 404, the owner's controls),
 or in the background shortly after the app is first ready (:meth:`warm`),
 whichever comes first.
 
-This wrapper answers the server's lifespan itself and gives the app what
-Quart-Trio's own lifespan would have: its nursery (for background tasks),
-``startup()`` before its first request and ``shutdown()`` at the end.
+This wrapper answers the server's lifespan itself and, once the app is
+built, drives the app's own ASGI lifespan (a task in the server lifespan's
+nursery): ``lifespan.startup`` before its first request, ``lifespan.shutdown``
+when the server's lifespan ends. Quart-Trio's lifespan gives the app its
+nursery (for background tasks) and runs its startup and shutdown: only the
+ASGI interface is used, nothing of Quart-Trio's internals.
 """
 
 from __future__ import annotations
@@ -24,6 +27,35 @@ import trio
 
 logger = logging.getLogger(__name__)
 
+#: The scope of the app's own lifespan.
+LIFESPAN_SCOPE = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}}
+
+
+class LifespanFailed(RuntimeError):
+    """The app's lifespan answered a startup or a shutdown with a failure (its message says why)."""
+
+
+class _AppLifespan:
+    """One ASGI app's lifespan, driven from here: :meth:`start` in a nursery, then :meth:`stop`."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._to_app, self._app_in = trio.open_memory_channel[dict[str, Any]](1)
+        self._app_out, self._from_app = trio.open_memory_channel[dict[str, Any]](1)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self._app, dict(LIFESPAN_SCOPE), self._app_in.receive, self._app_out.send)
+        await self._step("startup")
+
+    async def stop(self) -> None:
+        await self._step("shutdown")
+
+    async def _step(self, stage: str) -> None:
+        await self._to_app.send({"type": f"lifespan.{stage}"})
+        reply = await self._from_app.receive()
+        if reply["type"] != f"lifespan.{stage}.complete":
+            raise LifespanFailed(f"the app's lifespan {stage} failed: {reply.get('message', reply['type'])}")
+
 
 class LazyApp:
     def __init__(self, build: Callable[[], Any], modules: Sequence[str] = ()) -> None:
@@ -31,6 +63,7 @@ class LazyApp:
         self._build = build
         self._modules = tuple(modules)
         self._app: Any = None
+        self._own_lifespan: _AppLifespan | None = None
         self._lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
 
@@ -46,14 +79,15 @@ class LazyApp:
         await app(scope, receive, send)
 
     async def app(self) -> Any:
-        """The app, built (and started) on the first call."""
+        """The app, built (and started) on the first call; only while the server's lifespan runs."""
         async with self._lock:
             if self._app is None:
+                if self._nursery is None:
+                    raise RuntimeError("the Quart-Trio app is served only while the server's lifespan runs")
                 app = self._build()
-                if self._nursery is not None:
-                    app.nursery = self._nursery
-                await app.startup()
-                self._app = app
+                lifespan = _AppLifespan(app)
+                await lifespan.start(self._nursery)
+                self._app, self._own_lifespan = app, lifespan
         return self._app
 
     async def warm(self) -> None:
@@ -62,6 +96,8 @@ class LazyApp:
             return
         for name in self._modules:
             await trio.to_thread.run_sync(importlib.import_module, name)
+        if self._nursery is None:
+            return  # the server's lifespan is over (or not begun): nothing to warm for
         await self.app()
         logger.debug("the Quart-Trio app is ready")
 
@@ -74,8 +110,9 @@ class LazyApp:
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     async with self._lock:
-                        if self._app is not None:
-                            await self._app.shutdown()
+                        if self._own_lifespan is not None:
+                            await self._own_lifespan.stop()
                     await send({"type": "lifespan.shutdown.complete"})
                     break
             nursery.cancel_scope.cancel()
+        self._nursery = None

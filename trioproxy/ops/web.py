@@ -9,14 +9,15 @@ control endpoints that later issues add.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.datastructures import Headers
 
-from ..rules import pages as _pages
 from ..auth.passage import Authenticator
 from ..child.supervisor import AppState, Status
+from ..rules import pages as _pages
 from ..settings import Settings
 
 
@@ -34,10 +35,11 @@ def make_app(settings: Settings, auth: Authenticator, state: AppState) -> QuartT
 
     @app.route(f"{prefix}/oauth_callback", methods=["GET"])
     async def oauth_callback() -> Any:
-        reply = await auth.callback(request.scope)
+        reply = await auth.callback(cast(dict[str, Any], request.scope))
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in reply.headers]
         headers.append(("Cache-Control", "no-store"))
-        return Response(reply.body, status=reply.status, headers=headers, content_type="text/html; charset=utf-8")
+        return Response(reply.body, status=reply.status, headers=Headers(headers),
+                        content_type="text/html; charset=utf-8")
 
     @app.route("/_trioproxy/live", methods=["GET", "HEAD"])
     async def live() -> Any:

@@ -15,14 +15,16 @@ bare ``HTTP/1.1 400 Bad Request`` and close), nor when the app closes without
 a word or answers garbage. Every wait is bounded by --request-timeout (504);
 a refusal is relayed at once, the others are a 502 at once.
 
-Carrying messages: the client's messages go to the app straight from
-hypercorn's reader task (:class:`_Pair`, handed over in ``websocket.accept``,
-see :mod:`._hypercorn_ws`), so a slow app holds the client back; the app's
-messages go to the client from this bridge's task. No pump tasks, queues or
-ASGI dicts per message. The app's TCP stream is an :class:`._eager_stream.EagerStream`.
-Frames announcing more than --websocket-max-message-size are refused with 1009
-from their header on, in both directions (:mod:`._ws_limits`); a silent client
-is pinged and cut with 1011 if it never answers (:mod:`._ws_keepalive`).
+Carrying messages: the server offers the client's side as a
+:class:`trioproxy.websocket_port.ClientPort` in the scope; the bridge attaches
+its :class:`_Pair` (a ``ClientSink``) before accepting. The client's messages
+go to the app straight from hypercorn's reader task, so a slow app holds the
+client back; the app's messages go to the client from this bridge's task. No
+pump tasks, queues or ASGI dicts per message. The app's TCP stream is an
+:class:`.eager_stream.EagerStream`. Frames announcing more than
+--websocket-max-message-size are refused with 1009 from their header on, in
+both directions (:mod:`trioproxy.server.ws_limits`); a silent client is pinged
+and cut with 1011 if it never answers (:mod:`.ws_keepalive`).
 
 Ending: whichever side ends first cancels the bridge; its close code and
 reason are passed on (1005 "no code" and 1006 "abnormal" are never sent on the
@@ -34,25 +36,24 @@ app's TCP connection is closed in every case.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
-import trio
 import h11
+import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, HandshakeError
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from ..rules import headers as _headers
-
-from ..rules import pages as _pages
-
-from ..server import ws_limits as _ws_limits
-from .gateway import Gateway
 from ..auth.passage import Passage
-from .eager_stream import EagerStream, open_eager_tcp_stream
-from ..server.ws_stream import BRIDGE_KEY, ProxyWSStream
+from ..compat.trio_websocket import wsproto_connection
+from ..rules import headers as _headers
+from ..rules import pages as _pages
 from ..rules.pages import Send
+from ..server import ws_limits as _ws_limits
 from ..settings import WS_REFUSAL_BODY_MAX_BYTES
+from ..websocket_port import ClientPort, port_of
+from .eager_stream import EagerStream, open_eager_tcp_stream
+from .gateway import Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ async def bridge(
     first = await receive()
     if first["type"] != "websocket.connect":
         return
+    port = port_of(scope)
+    if port is None:
+        raise RuntimeError("the websocket bridge needs the client port of trioproxy's server (trioproxy.server.ws_stream)")
     address = await gw.open(scope, send)
     if address is None:
         return
@@ -124,7 +128,7 @@ async def bridge(
                 with trio.fail_after(gw.settings.request_timeout_s):
                     upstream = await trio_websocket.wrap_client_stream(
                         conn_nursery,
-                        stream,
+                        cast(trio.SocketStream, stream),  # documented as any trio.abc.Stream
                         host_str,
                         resource,
                         subprotocols=scope.get("subprotocols") or None,
@@ -140,7 +144,7 @@ async def bridge(
             if problem is not None:
                 conn_nursery.cancel_scope.cancel()
             else:
-                await _run_pair(gw, f"websocket {scope['path']}", send, upstream)
+                await _run_pair(gw, f"websocket {scope['path']}", send, upstream, port)
                 conn_nursery.cancel_scope.cancel()
     except* _Refused as group:
         refused = group.exceptions[0]  # type: ignore[assignment]
@@ -178,7 +182,7 @@ class _NoAnswer(Exception):
 class _HandshakeGuard:
     """Reads the app's answer to the opening handshake before trio-websocket does.
 
-    Installed as the stream's :attr:`~._eager_stream.EagerStream.reader` until
+    Installed as the stream's :attr:`.eager_stream.EagerStream.reader` until
     the answer's head is in. The head is parsed with h11: a 101 goes to
     trio-websocket byte for byte with whatever followed it (trio-websocket
     checks Sec-WebSocket-Accept and the subprotocol), and the stream reads
@@ -247,18 +251,19 @@ class _HandshakeGuard:
 class _Pair:
     """One bridged websocket: what ended it, and the client's messages on their way to the app.
 
-    hypercorn's stream (:class:`._hypercorn_ws.ProxyWSStream`) calls
-    :meth:`from_client` from its reader task for each message, and
-    :meth:`client_closed` when the client's side ends; the bridge's own task
-    carries the app's messages to the client. ``ended`` is the first side to
-    end: ("client" or "app", close code, reason); None until then, and at shutdown.
+    The :class:`trioproxy.websocket_port.ClientSink` attached to the client's
+    port: the port calls :meth:`from_client` from its reader task for each
+    message, and :meth:`client_closed` when the client's side ends; the
+    bridge's own task carries the app's messages to the client. ``ended`` is
+    the first side to end: ("client" or "app", close code, reason); None until
+    then, and at shutdown.
     """
 
-    __slots__ = ("upstream", "port", "ended", "scope", "touch", "metrics")
+    __slots__ = ("ended", "metrics", "port", "scope", "touch", "upstream")
 
-    def __init__(self, gw: Gateway, upstream: trio_websocket.WebSocketConnection) -> None:
+    def __init__(self, gw: Gateway, upstream: trio_websocket.WebSocketConnection, port: ClientPort) -> None:
         self.upstream = upstream
-        self.port: ProxyWSStream | None = None  # set by the stream when it takes the accept
+        self.port = port
         self.ended: tuple[str, int | None, str] | None = None
         self.scope: trio.CancelScope | None = None
         self.touch = gw.tracker.touch
@@ -282,7 +287,7 @@ class _Pair:
 
         False if it could not go at once: the bridge's task sends it then.
         """
-        return self.port is not None and self.port.close_at_once(GOING_AWAY, "server shutting down")
+        return self.port.close_at_once(GOING_AWAY, "server shutting down")
 
     def end(self, what: tuple[str, int | None, str]) -> None:
         if self.ended is None:
@@ -291,22 +296,21 @@ class _Pair:
             self.scope.cancel()
 
 
-async def _run_pair(gw: Gateway, what: str, send: Send, upstream: trio_websocket.WebSocketConnection) -> None:
+async def _run_pair(
+    gw: Gateway, what: str, send: Send, upstream: trio_websocket.WebSocketConnection, port: ClientPort
+) -> None:
     """Accept the client, carry messages both ways until one side ends; then close the other side with the right code."""
-    pair = _Pair(gw, upstream)
-    fits = _ws_limits.attach_to_trio_websocket(upstream, gw.settings.ws_max_message_bytes)
+    pair = _Pair(gw, upstream, port)
+    fits = _ws_limits.attach(wsproto_connection(upstream), gw.settings.ws_max_message_bytes)
     accept_headers = _headers.downstream_websocket_accept(upstream.handshake_headers)
+    port.attach(pair)
     await send(
         {
             "type": "websocket.accept",
             "subprotocol": upstream.subprotocol,
             "headers": gw.app_set_cookies(accept_headers, what),
-            BRIDGE_KEY: pair,
         }
     )
-    port = pair.port
-    if port is None:
-        raise RuntimeError("the websocket bridge needs hypercorn's stream from trioproxy.server.ws_stream.install()")
     if not fits:
         pair.end(("app", TOO_BIG, "message too big"))
     gw.metrics.websockets_open += 1
@@ -323,7 +327,7 @@ async def _run_pair(gw: Gateway, what: str, send: Send, upstream: trio_websocket
         gw.metrics.websockets_open -= 1
 
 
-async def _app_to_client(pair: _Pair, port: ProxyWSStream) -> None:
+async def _app_to_client(pair: _Pair, port: ClientPort) -> None:
     get_message = pair.upstream.get_message
     send_message = port.send_message
     touch = pair.touch

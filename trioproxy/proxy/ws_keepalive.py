@@ -14,7 +14,9 @@ One task watches every websocket (it looks at each a few times per interval),
 rather than a task per websocket: an idle websocket is mostly its bookkeeping,
 and a sleeping task is about 3 KiB of it. A ping or a close that has to wait
 for a slow client goes out from a short-lived task of its own, so it never
-holds up the others.
+holds up the others. A websocket's client side is a
+:class:`trioproxy.websocket_port.ClientPort` (``closed``, ``last_heard``,
+``ping()``, ``fail()``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Protocol
 
 import trio
+
+from ..websocket_port import ClientPort as Port
 
 logger = logging.getLogger(__name__)
 
@@ -33,17 +36,6 @@ TIMEOUT_CODE = 1011
 TIMEOUT_REASON = "keepalive ping timeout"
 #: The watcher looks at every websocket this many times per ping interval (or timeout, if shorter).
 CHECKS_PER_INTERVAL = 4
-
-
-class Port(Protocol):
-    """The client side of one websocket, as :class:`._hypercorn_ws.ProxyWSStream` offers it."""
-
-    closed: bool
-    last_heard: float
-
-    async def ping(self) -> None: ...
-
-    async def fail(self, code: int, reason: str) -> None: ...
 
 
 class KeepAlive:

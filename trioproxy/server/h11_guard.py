@@ -1,13 +1,15 @@
 """h11's server connection with trioproxy's protocol surface: HTTP/1.1 only, strict heads,
 and nothing read after a request that ends its connection.
 
-:class:`GuardedConnection` replaces the ``h11.Connection`` in hypercorn's
-HTTP/1.1 protocol for each client connection (:func:`guard`, called by
-:mod:`._tcp` before the first byte is read). It overrides only h11's public
-methods (``receive_data``, ``next_event``, ``start_next_cycle``) and reads only
-public state (``their_state``, ``trailing_data``, events):
+:class:`GuardedConnection` is the ``h11.Connection`` of hypercorn's HTTP/1.1
+protocol for each client connection (:mod:`.tcp` gives it to
+:class:`trioproxy.compat.hypercorn.ServerConnection`, which puts it in place
+before the first byte is read). It overrides only h11's public methods
+(``receive_data``, ``next_event``, ``start_next_cycle``) and reads only public
+state (``their_state``, ``trailing_data``, events); h11 does not document the
+class for subclassing, so its base is :class:`trioproxy.compat.h11.ServerConnection`:
 
-* **Strict heads.** Every request head is checked by :class:`._head.HeadScan`
+* **Strict heads.** Every request head is checked by :class:`trioproxy.rules.head.HeadScan`
   before h11 parses it: the first one, and each later one (keep-alive and
   pipelined: the bytes h11 holds when a new cycle starts are scanned then,
   what arrives later as it arrives). A problem is raised as h11's own
@@ -15,7 +17,7 @@ public state (``their_state``, ``trailing_data``, events):
   refusal of h11's: that status, ``Connection: close``, then the connection
   closes. The app never sees the request.
 * **No HTTP/2.** The prior-knowledge preface (``PRI * HTTP/2.0``) is refused
-  with 505 by the version rule of :mod:`._head`, before hypercorn could switch
+  with 505 by the version rule of :mod:`trioproxy.rules.head`, before hypercorn could switch
   to its HTTP/2 protocol. A request that offers ``Upgrade: h2c`` is served as
   plain HTTP/1.1, as if it carried no ``Upgrade`` (RFC 9110 §7.8 lets a server
   ignore it; nginx and Jupyter's tornado do; ``curl --http2`` then carries on in
@@ -35,8 +37,8 @@ import logging
 from typing import Any
 
 import h11
-from hypercorn.protocol.h11 import H11Protocol
 
+from ..compat.h11 import ServerConnection
 from ..rules.head import HeadScan, Problem
 
 logger = logging.getLogger(__name__)
@@ -47,11 +49,11 @@ _H2C_OFFER = frozenset({b"upgrade", b"http2-settings"})
 NextEvent = h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]
 
 
-class GuardedConnection(h11.Connection):
+class GuardedConnection(ServerConnection):
     """A server-side ``h11.Connection``; see the module docstring for what it adds."""
 
     def __init__(self, max_head_bytes: int) -> None:
-        super().__init__(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+        super().__init__(max_incomplete_event_size=max_head_bytes)
         self._scan = HeadScan()
         self._problem: Problem | None = None
 
@@ -98,15 +100,3 @@ def without_h2c_offer(request: h11.Request) -> h11.Request:
         method=request.method, target=request.target, headers=headers, http_version=request.http_version
     )
 
-
-def guard(protocol: Any, max_head_bytes: int) -> bool:
-    """Give hypercorn's protocol for a new connection (a ``ProtocolWrapper``) a :class:`GuardedConnection`.
-
-    False if it is not hypercorn's HTTP/1.1 protocol (HTTP/2 chosen by ALPN,
-    which trioproxy never offers): the caller then closes the connection.
-    """
-    h1 = getattr(protocol, "protocol", None)
-    if not isinstance(h1, H11Protocol) or not isinstance(h1.connection, h11.Connection):
-        return False
-    h1.connection = GuardedConnection(max_head_bytes)
-    return True

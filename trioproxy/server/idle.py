@@ -12,7 +12,9 @@ progress and starts the action in a new task without waiting for it
 (``start_soon``); a stop cancels it. Nothing runs while stopped, so a
 websocket (whose timer hypercorn stops for good at the upgrade) carries no
 timer task. The action is hypercorn's (wait for the keep-alive timeout or the
-server's end, then close), so what it does is unchanged.
+server's end, then close), so what it does is unchanged. The task starts with
+the ``spawn`` of hypercorn's task group (``hypercorn.typing.TaskGroup``), the
+connection's nursery; the interface is :class:`trioproxy.compat.hypercorn.IdleTimer`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import trio
 
 
 class IdleTimer:
-    """A drop-in for ``hypercorn.trio.worker_context.TrioSingleTask`` (``restart``/``stop``)."""
+    """A drop-in for hypercorn's ``TrioSingleTask`` (``restart``/``stop``)."""
 
     def __init__(self) -> None:
         self._scope: trio.CancelScope | None = None
@@ -34,7 +36,7 @@ class IdleTimer:
         if self._scope is not None:
             self._scope.cancel()
         self._scope = scope = trio.CancelScope()
-        task_group._nursery.start_soon(_run, scope, action)
+        task_group.spawn(_run, scope, action)
 
     async def stop(self) -> None:
         """Cancel the run in progress, if any: hypercorn's ``stop``."""

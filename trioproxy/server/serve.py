@@ -7,9 +7,12 @@ keep-alive connections are closed, in-flight requests drain until the
 deadline, and then every connection socket is closed even if a send to a
 stalled client is blocked (hypercorn shields those sends).
 
-Connections are accepted by :mod:`._accept` (which refuses new ones near the
-open-file limit) and served by :mod:`._tcp`'s ``TCPServer``, which cuts a
-client that stops reading.
+Connections are accepted by :mod:`.accept` (which refuses new ones near the
+open-file limit) and served by :mod:`.tcp`'s ``TCPServer``, which cuts a
+client that stops reading. What this needs of hypercorn beyond its config
+(the worker's app, context and lifespan) is :class:`trioproxy.compat.hypercorn.Worker`;
+every compatibility module is checked before the server listens
+(:func:`trioproxy.compat.check_all`).
 """
 
 from __future__ import annotations
@@ -109,34 +112,29 @@ async def serve(
     "Started" means listening: the value is the list of bound URLs.
     """
     # Imported here, not with the module: hypercorn is a fifth of trioproxy's start-up,
-    # and ``_run`` loads it in a worker thread while the app starts (STACK_MODULES).
-    from hypercorn.trio.lifespan import Lifespan  # noqa: PLC0415
-    from hypercorn.trio.worker_context import WorkerContext  # noqa: PLC0415
-    from hypercorn.typing import ConnectionState  # noqa: PLC0415
-    from hypercorn.utils import wrap_app  # noqa: PLC0415
-
-    from . import ws_stream as _hypercorn_ws  # noqa: PLC0415
+    # and ``run`` loads it in a worker thread while the app starts (STACK_MODULES).
+    from .. import compat  # noqa: PLC0415
+    from ..compat.hypercorn import Worker  # noqa: PLC0415
     from .accept import Acceptor  # noqa: PLC0415
     from .tcp import StallBoundTCPServer  # noqa: PLC0415
 
-    _hypercorn_ws.install()
+    try:
+        compat.check_all()
+    except compat.CompatError as exc:
+        raise ServerError(str(exc)) from None
     config = make_config(settings)
     try:
         ssl_context = config.create_ssl_context() if settings.tls else None
     except (OSError, ssl.SSLError) as exc:
         raise ServerError(f"cannot load the TLS files: {exc}") from None
     socks = bind(settings)
-    app = wrap_app(front, config.wsgi_max_body_size, "asgi")
-    context = WorkerContext(None)
-    lifespan = Lifespan(app, config, {})
+    worker = Worker(front, config)
     streams: set[Any] = set()
 
     async def handle(stream: Any) -> None:
         streams.add(stream)
         try:
-            await StallBoundTCPServer(
-                app, config, context, ConnectionState({}), stream, stall_s=settings.send_stall_s
-            )
+            await StallBoundTCPServer(worker, stream, stall_s=settings.send_stall_s)
         except Exception as exc:  # noqa: BLE001 - the boundary of one connection
             # A fault in one connection (a protocol state hypercorn did not expect) ends that
             # connection, never the server: every other user's connections stay.
@@ -147,8 +145,8 @@ async def serve(
             streams.discard(stream)
 
     async with trio.open_nursery() as lifespan_nursery:
-        await lifespan_nursery.start(lifespan.handle_lifespan)
-        await lifespan.wait_for_startup()
+        await lifespan_nursery.start(worker.run_lifespan)
+        await worker.started()
         with Acceptor(settings, ssl_context) as acceptor:
             async with trio.open_nursery() as connections:
                 try:
@@ -163,12 +161,12 @@ async def serve(
                         trio.lowlevel.notify_closing(sock)
                         sock.close()
                 logger.info("shutdown: stopped accepting connections (+%.0f ms)", shutdown.elapsed_ms())
-                await context.terminated.set()  # idle keep-alive connections close now
+                await worker.close_idle_connections()
                 shutdown.drain_scope(connections.cancel_scope)
                 lifespan_nursery.start_soon(_close_at_deadline, shutdown, streams)
         left = len(streams)
         logger.info("shutdown: connections drained (+%.0f ms)%s", shutdown.elapsed_ms(), f", {left} cut" if left else "")
-        await lifespan.wait_for_shutdown()
+        await worker.shut_down()
         lifespan_nursery.cancel_scope.cancel()
 
 

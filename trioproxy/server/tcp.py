@@ -20,12 +20,13 @@ event stream or websocket) is never cut here.
 
 Two savings on every request: an empty write (the end of a body with a
 Content-Length) is skipped, and hypercorn's keep-alive timer is
-:class:`._idle.IdleTimer`.
+:class:`.idle.IdleTimer`.
 
 Two more changes to hypercorn's server:
 
-* Each connection's h11 parser is :class:`._h11_guard.GuardedConnection`
-  (strict heads, HTTP/1.1 only, nothing read after a last request).
+* Each connection's h11 parser is :class:`.h11_guard.GuardedConnection`
+  (strict heads, HTTP/1.1 only, nothing read after a last request), and its
+  websocket stream :class:`.ws_stream.ProxyWSStream`.
 * When the protocol says the connection is over (``Closed``: an answer with
   ``Connection: close``, a refused request), the socket is closed under a
   shield. Hypercorn's close has checkpoints, and it runs in the task that sent
@@ -33,6 +34,9 @@ Two more changes to hypercorn's server:
   hears the request is over (the ``http.disconnect`` hypercorn sends just
   before), so every answer of trioproxy's Quart app with ``Connection: close``
   left the socket open until the client went away.
+
+What this builds on in hypercorn (its per-connection server, the protocol
+inside it) is :class:`trioproxy.compat.hypercorn.ServerConnection`.
 """
 
 from __future__ import annotations
@@ -43,14 +47,12 @@ import struct
 from typing import Any
 
 import trio
-from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
-from hypercorn.trio.tcp_server import TCPServer
-from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import AppWrapper, LifespanState
 
-from .h11_guard import guard
+from ..compat.hypercorn import ServerConnection, Worker
+from .h11_guard import GuardedConnection
 from .idle import IdleTimer
+from .ws_stream import ProxyWSStream
 
 logger = logging.getLogger(__name__)
 
@@ -67,22 +69,20 @@ RECEIVE_BYTES = 256 * 2**10
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 
 
-class StallBoundTCPServer(TCPServer):
-    """:class:`hypercorn.trio.tcp_server.TCPServer` whose writes give up after ``stall_s``."""
+class StallBoundTCPServer(ServerConnection):
+    """hypercorn's per-connection server whose writes give up after ``stall_s``."""
 
-    def __init__(
-        self,
-        app: AppWrapper,
-        config: Config,
-        context: WorkerContext,
-        state: LifespanState,
-        stream: Any,
-        *,
-        stall_s: float,
-    ) -> None:
-        super().__init__(app, config, context, state, stream)
+    def __init__(self, worker: Worker, stream: Any, *, stall_s: float) -> None:
+        app, config, context, state = worker.connection_args()
+        max_head_bytes = config.h11_max_incomplete_size
+        self._idle = IdleTimer()  # one task per connection, not two per request (see .idle)
+        super().__init__(
+            app, config, context, state, stream,
+            idle_timer=self._idle,
+            h11_connection=lambda: GuardedConnection(max_head_bytes),
+            websocket_stream=ProxyWSStream,
+        )
         self.stall_s = stall_s
-        self.idle_task = IdleTimer()  # one task per connection, not two per request (see _idle)
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, Closed):
@@ -114,10 +114,10 @@ class StallBoundTCPServer(TCPServer):
             pass  # TLS (no half-close), gone already, or a write in progress: close all the same
         await self.stream.aclose()
 
-    async def _read_data(self) -> None:
-        if not guard(self.protocol, self.config.h11_max_incomplete_size):
-            logger.warning("a client at %s negotiated a protocol other than HTTP/1.1: closed", _peer(self.stream))
-            return
+    async def not_http11(self) -> None:
+        logger.warning("a client at %s negotiated a protocol other than HTTP/1.1: closed", _peer(self.stream))
+
+    async def read_loop(self) -> None:
         # hypercorn's loop, with bigger reads (RECEIVE_BYTES; hypercorn reads 64 KiB:
         # an upload costs a tenth less CPU per MiB) and without its read_timeout,
         # which trioproxy does not set (stalls are bounded per request and per write).
@@ -135,7 +135,7 @@ class StallBoundTCPServer(TCPServer):
         # descriptor (in CLOSE-WAIT) for up to KEEP_ALIVE_S after every
         # client that closed an idle connection; the timer only runs while no
         # request is in flight, so stopping it here ends nothing else.
-        await self.idle_task.stop()
+        await self._idle.stop()
 
     async def _send_bounded(self, data: bytes) -> bool:
         """Write ``data``; False if one piece was not taken within ``stall_s``.

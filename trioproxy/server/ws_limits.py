@@ -7,26 +7,27 @@ refused: the connection waits for bytes that will not come. wsproto's one
 hook that sees a frame header is an extension's ``frame_inbound_header``;
 returning a close reason there makes wsproto fail the connection with that
 code. :class:`InboundLimit` is such an extension, never negotiated (it has no
-wire presence): :func:`attach` adds it to an established wsproto connection.
+wire presence): :func:`attach` adds it to an established wsproto connection
+(the client's, in :mod:`.ws_stream`; the app's, under trio-websocket, in
+:mod:`trioproxy.proxy.websocket`).
 
-That step reaches into wsproto's frame decoder (``Connection._proto._frame_decoder``)
-and, on the app's side, trio-websocket's wsproto connection, which is why
-:func:`check_versions` pins the versions this was read against: a new release
-fails loudly at start-up instead of silently losing the limit.
+That step reaches into wsproto's frame decoder and, on the app's side,
+trio-websocket's wsproto connection: both reaches are in
+:mod:`trioproxy.compat.wsproto` and :mod:`trioproxy.compat.trio_websocket`,
+whose checks fail loudly at start-up on a release they were not read
+against, instead of silently losing the limit.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import Any
 
 from wsproto.connection import Connection
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
 
-#: Releases whose internals :func:`attach` and :func:`attach_to_trio_websocket` were read against.
-WSPROTO_VERSIONS = ("1.2.", "1.3.")
-TRIO_WEBSOCKET_VERSIONS = ("0.12.",)
+from ..compat.wsproto import frame_decoder
+
 #: A compressed (permessage-deflate) frame may be this much larger than the
 #: message it carries (deflate's worst case is ~0.03 % plus a few bytes); the
 #: decompressed size is checked again as it is inflated.
@@ -68,27 +69,11 @@ def attach(connection: Connection, limit: int) -> bool:
     Returns False if the frame being received already announced more (its
     header arrived before this call): the caller fails the connection with 1009.
     """
-    decoder = connection._proto._frame_decoder  # noqa: SLF001 (see the module docstring)
+    decoder = frame_decoder(connection)
     guard = InboundLimit(limit)
     decoder.extensions.append(guard)
     header = decoder.header
     if header is None or header.opcode.iscontrol():
         return True
-    return header.payload_len <= limit + (DEFLATE_SLACK_BYTES if header.rsv.rsv1 else 0)
+    return bool(header.payload_len <= limit + (DEFLATE_SLACK_BYTES if header.rsv.rsv1 else 0))
 
-
-def attach_to_trio_websocket(ws: Any, limit: int) -> bool:
-    """:func:`attach` for a trio-websocket connection whose handshake is complete."""
-    return attach(ws._wsproto.connection, limit)  # noqa: SLF001 (trio-websocket 0.12 keeps wsproto here)
-
-
-def check_versions() -> None:
-    """Fail loudly on a wsproto this module was not read against."""
-    for package, known in (("wsproto", WSPROTO_VERSIONS), ("trio-websocket", TRIO_WEBSOCKET_VERSIONS)):
-        found = version(package)
-        if not found.startswith(known):
-            raise RuntimeError(
-                f"trioproxy's websocket size limit reaches into {package} and was checked against "
-                f"{package} {', '.join(v + 'x' for v in known)}, not {found}: check "
-                f"trioproxy/_ws_limits.py against this release and extend its version list"
-            )

@@ -1,0 +1,315 @@
+"""hypercorn: its trio worker, per-connection server, HTTP/1.1 protocol and websocket stream.
+
+Why trioproxy reaches in at all: ``hypercorn.trio.serve`` (the public API)
+owns the listeners and the shutdown order, and offers no way to bound a
+write to a client that stops reading, to parse request heads strictly, or to
+carry websocket messages without a queue per message. trioproxy therefore
+runs hypercorn's per-connection server itself, as ``hypercorn.trio.serve``
+does, and adapts three of hypercorn's classes. Everything it touches is
+here, and :func:`check` verifies it:
+
+* :class:`Worker`: what ``hypercorn.trio.run.worker_serve`` sets up around
+  its connections (``wrap_app``, ``WorkerContext``, ``Lifespan``), so the
+  server can close the listeners, the idle connections and the rest in its
+  own order.
+* :class:`ServerConnection`: ``hypercorn.trio.tcp_server.TCPServer``, which is
+  not documented for subclassing. It replaces the keep-alive timer
+  (``idle_task``), takes over the read loop (``TCPServer.run`` calls the
+  private ``_read_data`` once the protocol is set up, before anything is
+  read) and, at that moment, adopts the connection's HTTP/1.1 protocol: the
+  ``H11Protocol`` inside the ``ProtocolWrapper`` (``.protocol``) gets
+  trioproxy's h11 connection (``.connection``) and makes its websocket stream
+  trioproxy's class. Hypercorn answers a ``RemoteProtocolError`` raised by
+  that connection with its ``error_status_hint`` (``H11Protocol._handle_events``).
+* :class:`WebsocketStream`: ``hypercorn.protocol.ws_stream.WSStream``, for
+  subclassing by :mod:`trioproxy.server.ws_stream`.
+
+No process-wide change: hypercorn's module globals and classes are left as
+they are. A connection's protocol and websocket stream become trioproxy's by
+giving those two objects, which hypercorn built for this connection, a
+subclass of their own class (``obj.__class__ = Subclass``: the subclasses add
+methods and class-level defaults only). Any other user of hypercorn in the
+same process is served by hypercorn unchanged.
+
+The surface a subclass may use is listed in each class's docstring; every
+other module of trioproxy uses hypercorn's public names only (its config,
+events and ASGI interface).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
+
+import h11
+import trio
+from hypercorn.config import Config
+from hypercorn.events import Closed
+from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, Handshake, WSStream
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.task_group import TaskGroup
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import TrioSingleTask, WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import wrap_app
+
+from .probe import Reaches, attribute, method, probe, uses
+
+if TYPE_CHECKING:
+    from hypercorn.typing import AppWrapper
+    from wsproto.connection import Connection as WSConnection
+    from wsproto.events import Event as WSEvent
+
+__all__ = ["TESTED", "ASGIWebsocketState", "IdleTimer", "ServerConnection", "WebsocketStream", "Worker", "check"]
+
+#: The hypercorn releases this module was read against.
+TESTED = ("0.17", "0.18")
+
+
+class IdleTimer(Protocol):
+    """The keep-alive timer's interface (hypercorn's ``TrioSingleTask``): ``restart`` and ``stop``.
+
+    hypercorn calls ``restart(task_group, action)`` with the connection's
+    ``TaskGroup``, whose ``spawn(func, *args)`` (in ``hypercorn.typing.TaskGroup``) starts a task.
+    """
+
+    async def restart(self, task_group: Any, action: Callable[[], Awaitable[None]]) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Worker:
+    """One server's ASGI app, worker context and lifespan, as ``hypercorn.trio.serve`` makes them."""
+
+    def __init__(self, asgi_app: Any, config: Config) -> None:
+        self.config = config
+        self.app = wrap_app(asgi_app, config.wsgi_max_body_size, "asgi")
+        self.context = WorkerContext(None)
+        self._lifespan_state: dict[str, Any] = {}
+        self.lifespan = Lifespan(self.app, config, self._lifespan_state)
+
+    async def run_lifespan(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The app's lifespan (``startup`` at once, ``shutdown`` when :meth:`shut_down` is awaited)."""
+        await self.lifespan.handle_lifespan(task_status=task_status)
+
+    async def started(self) -> None:
+        await self.lifespan.wait_for_startup()
+
+    async def shut_down(self) -> None:
+        await self.lifespan.wait_for_shutdown()
+
+    async def close_idle_connections(self) -> None:
+        """Every keep-alive connection waiting for a request closes now (and each that becomes idle)."""
+        await self.context.terminated.set()
+
+    def connection_args(self) -> tuple[Any, Config, WorkerContext, Any]:
+        """The first four arguments of a :class:`ServerConnection` (a fresh connection state each)."""
+        return self.app, self.config, self.context, ConnectionState(self._lifespan_state.copy())
+
+
+class ServerConnection(TCPServer):
+    """hypercorn's per-connection server, for subclassing by :mod:`trioproxy.server.tcp`.
+
+    Surface a subclass may use (all checked): ``protocol`` (hypercorn's
+    ``ProtocolWrapper``: ``await protocol.handle(event)``), ``stream`` (the
+    client's trio stream), ``send_lock`` (the lock every write takes) and
+    ``protocol_send(event)`` (every event the protocol sends: override, and
+    call it for what is not overridden). Added here: :meth:`read_loop` and
+    :meth:`not_http11` (override), :meth:`end_connection` and
+    :meth:`plain_transport`.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        config: Config,
+        context: WorkerContext,
+        state: Any,
+        stream: Any,
+        *,
+        idle_timer: IdleTimer,
+        h11_connection: Callable[[], h11.Connection],
+        websocket_stream: type[WebsocketStream],
+    ) -> None:
+        super().__init__(app, config, context, state, stream)
+        self.idle_task = idle_timer  # type: ignore[assignment]  # the same interface (see IdleTimer)
+        self._h11_connection = h11_connection
+        self._websocket_stream = websocket_stream
+
+    async def _read_data(self) -> None:
+        # TCPServer.run calls this once the connection's protocol is set up, before any byte is read.
+        if not self._adopt_protocol():
+            await self.not_http11()
+            return
+        await self.read_loop()
+
+    def _adopt_protocol(self) -> bool:
+        h1 = getattr(self.protocol, "protocol", None)
+        if type(h1) is not H11Protocol or not isinstance(h1.connection, h11.Connection):
+            return False  # HTTP/2 chosen by ALPN, or a protocol this module does not know
+        h1.__class__ = _AdoptingH11Protocol
+        h1.connection = self._h11_connection()
+        object.__setattr__(h1, "trioproxy_server", self)
+        return True
+
+    async def read_loop(self) -> None:
+        """Read from the client and hand it to ``protocol`` until the connection ends (default: hypercorn's)."""
+        await super()._read_data()
+
+    async def not_http11(self) -> None:
+        """The client negotiated something other than HTTP/1.1 (never offered): the connection closes on return."""
+
+    async def end_connection(self) -> None:
+        """The connection is over: hypercorn closes the socket and tells its protocol."""
+        await self.protocol_send(Closed())
+
+    def plain_transport(self) -> tuple[trio.Lock, trio.SocketStream] | None:
+        """The lock that writes to the client take, and its plain TCP stream; None on TLS."""
+        if isinstance(self.stream, trio.SocketStream):
+            return self.send_lock, self.stream
+        return None
+
+
+class _AdoptingH11Protocol(H11Protocol):
+    """hypercorn's ``H11Protocol`` whose websocket stream, once hypercorn makes it, becomes trioproxy's."""
+
+    trioproxy_server: ServerConnection
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # hypercorn's _create_stream makes a WSStream and stores it here before giving it any event.
+        if name == "stream" and type(value) is WSStream:
+            value.__class__ = self.trioproxy_server._websocket_stream  # this module's own
+            cast(WebsocketStream, value).adopted(self.trioproxy_server)
+        object.__setattr__(self, name, value)
+
+
+class WebsocketStream(WSStream):
+    """hypercorn's websocket stream, for subclassing by :mod:`trioproxy.server.ws_stream`.
+
+    Surface a subclass may use (all checked): ``state`` (an
+    :class:`ASGIWebsocketState`), ``closed``, ``connection`` (the wsproto
+    connection, from the accept on), ``handshake``, ``config``, ``scope``,
+    ``stream_id``, ``app_put`` (the app's queue, None before it runs),
+    ``send(event)`` (hypercorn's protocol events toward the client) and the
+    methods ``handle(event)`` and ``app_send(message)`` (override, and call).
+    Added here: :attr:`connection_server`, :meth:`send_event`, and the hooks
+    :attr:`offer_extensions`, :meth:`scope_extensions` and :meth:`accepted`.
+    """
+
+    #: False: the client's ``Sec-WebSocket-Extensions`` are ignored, as if it offered none.
+    offer_extensions: ClassVar[bool] = True
+    #: The connection's server (set when hypercorn made this stream).
+    connection_server: ServerConnection | None = None
+
+    def adopted(self, server: ServerConnection) -> None:
+        """hypercorn just made this stream for ``server``'s connection; no event has reached it yet."""
+        self.connection_server = server
+        extensions = self.scope_extensions()
+        if extensions:
+            inner = self.app
+
+            async def app(scope: Any, *rest: Any) -> None:
+                # Before the app sees its scope (its task has not run yet): hypercorn's scope
+                # already advertises its own extensions ("websocket.http.response").
+                scope.setdefault("extensions", {}).update(extensions)
+                await inner(scope, *rest)
+
+            self.app = cast("AppWrapper", app)
+
+    def scope_extensions(self) -> dict[str, Any]:
+        """ASGI extensions this stream adds to its scope's ``extensions``."""
+        return {}
+
+    def accepted(self, connection: WSConnection) -> None:
+        """The app accepted: ``connection`` (wsproto) was just made; called before any frame is parsed or sent."""
+
+    async def app_send(self, message: Any) -> None:
+        if (message is not None and message["type"] == "websocket.accept"
+                and self.state is ASGIWebsocketState.HANDSHAKE and not self.closed):
+            self._hook_handshake(self.handshake)
+        await super().app_send(message)
+
+    def _hook_handshake(self, handshake: Handshake) -> None:
+        # hypercorn's _accept makes the wsproto connection with handshake.accept() and then
+        # awaits a send: the hook runs in between, with no checkpoint before it.
+        if not self.offer_extensions:
+            handshake.extensions = None
+        accept = handshake.accept
+
+        def accept_and_tell(*args: Any, **kwargs: Any) -> Any:
+            status, headers, connection = accept(*args, **kwargs)
+            self.accepted(connection)
+            return status, headers, connection
+
+        handshake.accept = accept_and_tell  # type: ignore[method-assign]  # this handshake only
+
+    async def send_event(self, event: WSEvent) -> None:
+        """Send a wsproto event to the client (nothing if wsproto refuses it: the connection is closing)."""
+        await self._send_wsproto_event(event)
+
+
+def check() -> str:
+    """Fail loudly unless hypercorn is a tested release with every reached name as expected."""
+    r = Reaches(__name__, "hypercorn", TESTED)
+    # The worker (Worker)
+    r.need(method(Lifespan, "Lifespan", "handle_lifespan"))
+    r.need(method(Lifespan, "Lifespan", "wait_for_startup"))
+    r.need(method(Lifespan, "Lifespan", "wait_for_shutdown"))
+    r.need(method(Lifespan, "Lifespan", "__init__", ("app", "config", "state")))
+    context, problem = probe("WorkerContext(None)", lambda: WorkerContext(None))
+    r.need(problem)
+    if context is not None:
+        r.need(method(type(getattr(context, "terminated", None)), "WorkerContext.terminated", "set"))
+    # The per-connection server (ServerConnection)
+    r.need(method(TCPServer, "TCPServer", "__init__", ("app", "config", "context", "state", "stream")))
+    r.need(uses(TCPServer, "TCPServer", "run", "ProtocolWrapper", "protocol", "idle_task", "_read_data"))
+    r.need(method(TCPServer, "TCPServer", "_read_data", ()))
+    r.need(method(TCPServer, "TCPServer", "protocol_send", ("event",)))
+    r.need(uses(TCPServer, "TCPServer", "protocol_send", "send_lock", "stream", "idle_task", "restart", "stop"))
+    server, problem = probe("TCPServer", lambda: TCPServer(None, Config(), None, None, None))  # type: ignore[arg-type]
+    r.need(problem)
+    if server is not None:
+        for name in ("send_lock", "idle_task", "stream", "config"):
+            r.need(attribute(server, "TCPServer", name))
+        if not isinstance(getattr(server, "send_lock", None), trio.Lock):
+            r.need("TCPServer.send_lock is no longer a trio.Lock")
+    r.need(method(TrioSingleTask, "TrioSingleTask", "restart", ("task_group", "action")))
+    r.need(method(TrioSingleTask, "TrioSingleTask", "stop", ()))
+    r.need(method(TaskGroup, "hypercorn.trio.task_group.TaskGroup", "spawn", ("func",)))
+    # The HTTP/1.1 protocol (adopted per connection)
+    r.need(uses(ProtocolWrapper, "ProtocolWrapper", "__init__", "protocol", "H11Protocol"))
+    r.need(method(ProtocolWrapper, "ProtocolWrapper", "handle", ("event",)))
+    r.need(_subclass_safe(H11Protocol, "H11Protocol"))
+    r.need(uses(H11Protocol, "H11Protocol", "__init__", "connection"))
+    r.need(uses(H11Protocol, "H11Protocol", "_create_stream", "WSStream", "stream"))
+    r.need(uses(H11Protocol, "H11Protocol", "_handle_events", "RemoteProtocolError", "error_status_hint"))
+    # The websocket stream (WebsocketStream)
+    r.need(_subclass_safe(WSStream, "WSStream"))
+    r.need(method(WSStream, "WSStream", "handle", ("event",)))
+    r.need(method(WSStream, "WSStream", "app_send", ("message",)))
+    r.need(method(WSStream, "WSStream", "_send_wsproto_event", ("event",)))
+    r.need(uses(WSStream, "WSStream", "handle", "handshake", "scope", "spawn_app", "app", "app_put"))
+    r.need(uses(WSStream, "WSStream", "app_send", "_accept"))
+    r.need(uses(WSStream, "WSStream", "_accept", "handshake", "accept", "connection"))
+    r.need(method(Handshake, "Handshake", "accept", ("subprotocol", "additional_headers")))
+    handshake, problem = probe("Handshake", lambda: Handshake([], "1.1"))
+    r.need(problem)
+    if handshake is not None:
+        r.need(attribute(handshake, "Handshake", "extensions"))
+    stream, problem = probe(
+        "WSStream", lambda: WSStream(None, Config(), None, None, False, None, None, None, 1)  # type: ignore[arg-type]
+    )
+    r.need(problem)
+    if stream is not None:
+        for name in ("app", "app_put", "closed", "config", "send", "state", "stream_id"):
+            r.need(attribute(stream, "WSStream", name))
+    for name in ("HANDSHAKE", "CONNECTED", "RESPONSE", "CLOSED", "HTTPCLOSED"):
+        r.need(attribute(ASGIWebsocketState, "ASGIWebsocketState", name))
+    return r.raise_if_any()
+
+
+def _subclass_safe(cls: type, label: str) -> str | None:
+    """Whether an instance of ``cls`` can be given a subclass that adds no slots."""
+    return f"{label} now has __slots__" if "__slots__" in vars(cls) else None
