@@ -89,5 +89,21 @@ soak: install-test
 # Benchmarks (issue 4): make bench, make bench-quick
 -include benchmarks/bench.mk
 
+# The dependency bounds, tested (issue 11): the suite with trioproxy installed under the oldest
+# (.ci/constraints-oldest.txt) or the newest (.ci/constraints-newest.txt) allowed releases, each in
+# a venv of its own (.venv-oldest, .venv-newest; the Hubs, CHP and chromium are shared).
+# BOUNDS_TESTS picks test files (default: the whole suite), e.g.
+#   make test-oldest BOUNDS_TESTS="tests/test_compat.py tests/test_ws_proxy.py"
+BOUNDS_TESTS ?=
+.PHONY: test-oldest test-newest
+.venv-%/.installed: pyproject.toml .ci/constraints-%.txt
+	rm -rf .venv-$* && $(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+	.venv-$*/bin/python -m pip install -q --disable-pip-version-check -c .ci/constraints-$*.txt -e '.[test]'
+	touch $@
+
+test-oldest test-newest: test-%: .venv-%/.installed $(HUBS)/4/.installed $(HUBS)/5/.installed $(NODE)/.installed $(HUBS)/.chromium
+	.venv-$*/bin/python -m pytest $(BOUNDS_TESTS)
+
 clean:
-	rm -rf $(VENV) $(HUBS) $(NODE) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-oldest .venv-newest $(HUBS) $(NODE) .pytest_cache build *.egg-info
