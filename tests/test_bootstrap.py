@@ -26,7 +26,8 @@ from trioproxy.child import conda as _conda
 
 from trioproxy.child import gitrepo as _gitrepo
 from trioproxy.child.output import LogTail
-from trioproxy.child.commands import BootstrapError, Progress, Runner, Splitter
+from trioproxy.child.commands import BootstrapError, Progress, Runner
+from trioproxy.rules.lines import LineSplitter
 
 from .conftest import APPS, PY, app_cmd, free_port, run_proxy
 
@@ -132,11 +133,14 @@ def test_redaction_hides_credentials_everywhere():
 
 
 def test_splitter_splits_on_newline_and_lone_carriage_return():
-    s = Splitter()
+    s = LineSplitter(100, lone_cr=True, skip_blank=True)
     assert s.feed(b"Receiving 1%\rReceiving 2%\r") == ["Receiving 1%"]
     assert s.feed(b"\ndone\r\n\nnext") == ["Receiving 2%", "done"]
     assert s.flush() == ["next"]
-    assert Splitter().feed("caf\u00e9 ".encode() + b"\xff\n") == ["caf\u00e9 \ufffd"]
+    assert LineSplitter(100, lone_cr=True).feed("caf\u00e9 ".encode() + b"\xff\n") == ["caf\u00e9 \ufffd"]
+    cut = LineSplitter(10, lone_cr=True)
+    assert cut.feed(b"x" * 25) == [] and len(cut._buf) == 0
+    assert cut.feed(b"yy\rz\n") == ["x" * 10 + " … [17 bytes cut]", "z"]
 
 
 def test_git_rules():
