@@ -21,7 +21,9 @@ from the layers below it (``tests/test_layout.py`` holds that)::
     settings.py   one frozen Settings from argv and environ, every tunable;
     metrics.py    shutdown.py (the shared bottom)
     rules/        pure functions, no I/O: headers, request heads, cookies,
-                  redirects, routing, scopes, templates, pages
+                  redirects, routing, scopes, templates, pages, websocket frames
+    errors.py     the package's exceptions, under one base (the very bottom:
+                  it imports nothing of trioproxy, so the rules may raise them)
 
 Public names: :class:`Settings`, :func:`run` and ``__version__``.
 """
