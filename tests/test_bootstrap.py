@@ -452,3 +452,20 @@ async def test_missing_conda_is_explained(tmp_path: Path):
             assert p.proc.returncode is None
     assert f"The app was not started: {missing} was not found: --conda-env needs conda; set $CONDA_EXE to its path" in page
     assert "was not found" in p.log and "Traceback" not in p.log
+
+
+def test_signal_group_reports_whether_the_group_is_there():
+    import signal
+    import subprocess
+
+    from trioproxy.child.groups import group_alive, signal_group
+
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert group_alive(proc.pid)
+        assert signal_group(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        assert not group_alive(proc.pid) and not signal_group(proc.pid, signal.SIGTERM)
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
