@@ -26,7 +26,8 @@ from trioproxy.child import conda as _conda
 
 from trioproxy.child import gitrepo as _gitrepo
 from trioproxy.child.output import LogTail
-from trioproxy.child.commands import BootstrapError, Progress, Runner
+from trioproxy.child.commands import Progress, Runner
+from trioproxy.errors import BootstrapError
 from trioproxy.rules.lines import LineSplitter
 
 from .conftest import APPS, PY, app_cmd, free_port, run_proxy

@@ -5,6 +5,7 @@ Budget: ``FUZZ_EXAMPLES`` examples per property (200 by default), as tests/test_
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -94,7 +95,7 @@ def test_split_anywhere(frames: list[tuple[int, bool, int, bytes | None, bytes]]
     points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
     reader = F.FrameReader()
     got = []
-    for a, b in zip(points, points[1:]):
+    for a, b in itertools.pairwise(points):
         got += reader.feed(wire[a:b])
     assert reader.pending == 0
     assert [(h.opcode, h.fin, h.rsv, h.mask_key, p) for h, p in got] == [

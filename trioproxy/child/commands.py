@@ -27,7 +27,7 @@ import trio
 
 from . import reaper as _reaper
 from ..rules.lines import LineSplitter
-from ..errors import BootstrapError as BootstrapError  # raised here; defined with the others
+from ..errors import BootstrapError
 from ..settings import (
     COMMAND_CAPTURE_MAX_BYTES,
     COMMAND_DRAIN_S,

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import h11
 import trio
 
-from ..errors import UpstreamError as UpstreamError  # raised here; defined with the others
+from ..errors import UpstreamError
 from ..settings import APP_RECEIVE_BYTES
 
 logger = logging.getLogger(__name__)
