@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import os
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import trio
 
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+from trioproxy.rules import frames as _frames
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = (int(op) for op in _frames.Opcode)
 
 
 class Closed(Exception):
@@ -189,32 +190,12 @@ def request(method: str, target: str, *, host: str = "127.0.0.1", headers: Seque
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv: int = 0,
           length: int | None = None) -> bytes:
-    """One frame. ``length`` overrides the announced payload length (to lie, or to stall)."""
-    n = len(payload) if length is None else length
-    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
-    bit = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([bit | n])
-    elif n < 1 << 16:
-        head += bytes([bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", n)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + _xor(key, payload)
+    """One frame, masked with a random key unless ``mask=False``. ``length`` overrides the
+    announced payload length (to lie, or to stall)."""
+    return _frames.encode(opcode, payload, fin=fin, rsv=rsv, mask_key=os.urandom(4) if mask else None, length=length)
 
 
-def _xor(key: bytes, data: bytes) -> bytes:
-    if not data:
-        return data
-    n = len(data)
-    stream = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
-
-
-def close_payload(code: int, reason: bytes = b"") -> bytes:
-    return struct.pack("!H", code) + reason
+close_payload = _frames.close_payload
 
 
 class WS:
@@ -232,15 +213,13 @@ class WS:
 
     async def frame(self) -> tuple[bool, int, bytes]:
         """(fin, opcode, payload) of the next frame from the server; :class:`Closed` at EOF."""
-        b0, b1 = await self.conn.read_exactly(2)
-        n = b1 & 0x7F
-        if n == 126:
-            (n,) = struct.unpack("!H", await self.conn.read_exactly(2))
-        elif n == 127:
-            (n,) = struct.unpack("!Q", await self.conn.read_exactly(8))
-        assert not b1 & 0x80, "a server's frames are never masked"
-        payload = await self.conn.read_exactly(n) if n else b""
-        return bool(b0 & 0x80), b0 & 0x0F, payload
+        head = await self.conn.read_exactly(_frames.MIN_HEADER)
+        head += await self.conn.read_exactly(_frames.header_size(head) - len(head))
+        header = _frames.parse_header(head)
+        assert header is not None  # header_size bytes are all it needs
+        assert not header.masked, "a server's frames are never masked"
+        payload = await self.conn.read_exactly(header.length) if header.length else b""
+        return header.fin, header.opcode, payload
 
     async def message(self) -> tuple[int, bytes]:
         """(opcode, payload) of the next data message, or (OP_CLOSE, payload) of a close frame."""
@@ -264,7 +243,8 @@ class WS:
             while True:
                 op, payload = await self.message()
                 if op == OP_CLOSE:
-                    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                    code = _frames.parse_close(payload)[0]
+                    return 1005 if code is None else code
         except Closed:
             return None
 

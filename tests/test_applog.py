@@ -1,6 +1,7 @@
 """Line splitting and the log tail (pure)."""
 
-from trioproxy.child.output import LineSplitter, LogTail
+from trioproxy.child.output import LogTail
+from trioproxy.rules.lines import LineSplitter
 
 
 def test_lines_split_across_chunks():

@@ -26,7 +26,9 @@ from trioproxy.child import conda as _conda
 
 from trioproxy.child import gitrepo as _gitrepo
 from trioproxy.child.output import LogTail
-from trioproxy.child.commands import BootstrapError, Progress, Runner, Splitter
+from trioproxy.child.commands import Progress, Runner
+from trioproxy.errors import BootstrapError
+from trioproxy.rules.lines import LineSplitter
 
 from .conftest import APPS, PY, app_cmd, free_port, run_proxy
 
@@ -132,11 +134,14 @@ def test_redaction_hides_credentials_everywhere():
 
 
 def test_splitter_splits_on_newline_and_lone_carriage_return():
-    s = Splitter()
+    s = LineSplitter(100, lone_cr=True, skip_blank=True)
     assert s.feed(b"Receiving 1%\rReceiving 2%\r") == ["Receiving 1%"]
     assert s.feed(b"\ndone\r\n\nnext") == ["Receiving 2%", "done"]
     assert s.flush() == ["next"]
-    assert Splitter().feed("caf\u00e9 ".encode() + b"\xff\n") == ["caf\u00e9 \ufffd"]
+    assert LineSplitter(100, lone_cr=True).feed("caf\u00e9 ".encode() + b"\xff\n") == ["caf\u00e9 \ufffd"]
+    cut = LineSplitter(10, lone_cr=True)
+    assert cut.feed(b"x" * 25) == [] and len(cut._buf) == 0
+    assert cut.feed(b"yy\rz\n") == ["x" * 10 + " … [17 bytes cut]", "z"]
 
 
 def test_git_rules():
@@ -448,3 +453,20 @@ async def test_missing_conda_is_explained(tmp_path: Path):
             assert p.proc.returncode is None
     assert f"The app was not started: {missing} was not found: --conda-env needs conda; set $CONDA_EXE to its path" in page
     assert "was not found" in p.log and "Traceback" not in p.log
+
+
+def test_signal_group_reports_whether_the_group_is_there():
+    import signal
+    import subprocess
+
+    from trioproxy.child.groups import group_alive, signal_group
+
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert group_alive(proc.pid)
+        assert signal_group(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        assert not group_alive(proc.pid) and not signal_group(proc.pid, signal.SIGTERM)
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)

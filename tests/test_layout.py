@@ -11,6 +11,7 @@ import trioproxy
 ROOT = Path(trioproxy.__file__).parent
 #: Rank of each part, lowest first; a module may import its own part and lower ranks only.
 RANKS = {
+    "errors": -1,
     "rules": 0,
     "settings": 1, "metrics": 1, "shutdown": 1, "_version": 1, "compat": 1, "websocket_port": 1,
     "child": 2, "hub": 2, "server": 2,

@@ -26,7 +26,7 @@ def test_defaults_match_the_reference():
     s = parse("streamlit", "hello")
     assert s.server.port == 8888 and s.server.ip == ""
     assert s.child.destport == 0
-    assert s.hub.authtype == "oauth"
+    assert s.hub.authtype is _settings.AuthType.OAUTH
     assert s.proxy.request_timeout_s == 300
     assert s.activity.interval_s == 300 and s.activity.force_alive is True
     assert s.child.ready_check_path == "/" and s.child.ready_timeout_s == 10
@@ -131,6 +131,25 @@ def test_bad_input_names_the_culprit(argv, culprit):
 def test_bad_environment_names_the_variable():
     assert "JUPYTERHUB_SERVICE_URL" in usage_error("a", JUPYTERHUB_SERVICE_URL="http://x:abc/")
     assert "JUPYTERHUB_OAUTH_ACCESS_SCOPES" in usage_error("a", JUPYTERHUB_OAUTH_ACCESS_SCOPES="not json")
+
+
+def test_authtype_is_parsed_once_into_the_enum():
+    assert parse("--authtype", "none", "a").hub.authtype is _settings.AuthType.NONE
+    assert parse("--authtype", "oauth", "a").hub.authtype is _settings.AuthType.OAUTH
+    # The enum prints as the word given (log lines and the doctor's header read as before).
+    assert f"{_settings.AuthType.NONE}" == "none" and "%s" % _settings.AuthType.OAUTH == "oauth"
+    with pytest.raises(_settings.SettingsError, match="--authtype: must be one of 'oauth', 'none', not 'basic'"):
+        _settings._authtype("basic")
+
+
+def test_every_exception_is_a_trioproxy_error():
+    from trioproxy import errors
+
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.TrioproxyError), name
+    # The two that were ValueErrors still are (callers may catch either).
+    assert issubclass(errors.SettingsError, ValueError) and issubclass(errors.TemplateError, ValueError)
+    assert _settings.SettingsError is errors.SettingsError
 
 
 def test_settings_are_frozen():

@@ -24,7 +24,9 @@ from the layers below it (``tests/test_layout.py`` holds that)::
     compat/       every reach into a dependency's private parts (hypercorn,
                   h11, wsproto, trio-websocket), one module each, version-checked
     rules/        pure functions, no I/O: headers, request heads, cookies,
-                  redirects, routing, scopes, templates, pages
+                  redirects, routing, scopes, templates, pages, websocket frames
+    errors.py     the package's exceptions, under one base (the very bottom:
+                  it imports nothing of trioproxy, so the rules may raise them)
 
 Public names: :class:`Settings`, :func:`run` and ``__version__``.
 """

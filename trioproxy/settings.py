@@ -2,11 +2,22 @@
 
 This is the only module that reads environment variables: it takes ``environ``
 as a parameter (tests pass a dict) and hands each part of trioproxy the slice
-it needs. Every default and every timeout lives here, with its unit.
+it needs.
+
+It is also the one home of every tunable: each default, timeout, interval,
+size, limit and count is a named constant here, with its unit and why it has
+that value. A part of trioproxy imports the constant, or reads it from the
+frozen :class:`Settings` where a user or a test may need another value. What
+stays where it is used is what is not a tunable: protocol constants (close
+codes, RFC limits, header and cookie names), the versions a compatibility
+module was read against, and the pure rules' own bounds (``rules/`` sits below
+this module and imports nothing from it). ``metrics.py``'s histogram buckets
+stay with the metric too: they are part of what it exports.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import urllib.parse
@@ -14,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import SettingsError as SettingsError  # raised here; defined with the others
+from .errors import TemplateError
 from .rules import template as _template
 
 # --- defaults, each with its unit -------------------------------------------------
@@ -120,6 +133,10 @@ HUB_API_CONNECT_TIMEOUT_S = 5.0
 OAUTH_STATE_MAX_AGE_S = 600
 #: At most this many logins in progress per browser (one state cookie each).
 OAUTH_STATE_COOKIES_MAX = 8
+#: Length of a login's OAuth state, in characters of [A-Za-z0-9] (about 143 bits:
+#: unguessable), and of its PKCE code verifier (RFC 7636 asks for 43 to 128).
+OAUTH_STATE_CHARS = 24
+PKCE_VERIFIER_CHARS = 64
 #: Lifetime of the login cookie when the Hub does not say how long its token lives, in seconds.
 LOGIN_COOKIE_MAX_AGE_S = 30 * 24 * 3600
 #: Bytes of randomness in a cookie secret trioproxy makes itself; a configured one must have at least MIN.
@@ -142,14 +159,142 @@ GUARD_POLL_S = 0.02
 #: nothing left to do), then kills it, in seconds.
 GUARD_CLOSE_TIMEOUT_S = 1.0
 
+# --- internal tunables: not options, but named here with their unit and reason ---------
 
-class SettingsError(ValueError):
-    """A bad option or environment value. ``source`` names the flag or variable."""
+# the app's process and its supervision (child/)
 
-    def __init__(self, source: str, message: str) -> None:
-        super().__init__(f"{source}: {message}")
-        self.source = source
-        self.message = message
+#: First pause between readiness probes and its cap, in seconds. Probing starts
+#: fast and slows by PROBE_INTERVAL_GROWTH per probe: an app ready 150 ms after
+#: its start is seen within about 15 ms (doubling from 20 ms saw it only at
+#: 300 ms), while a refused probe costs some 50 µs.
+PROBE_INTERVAL_FIRST_S = 0.005
+PROBE_INTERVAL_GROWTH = 1.1
+PROBE_INTERVAL_MAX_S = 0.25
+#: Poll interval while waiting for the app's process group to empty, in seconds
+#: (short: a restart waits on it; a check is one kill(0) call).
+APP_GROUP_POLL_S = 0.02
+#: Bytes read from a pipe (the app's output, a bootstrap command's) per call:
+#: a busy app's burst of output is one read, not dozens.
+PIPE_READ_BYTES = 64 * 2**10
+#: Bytes read from the app per receive call: one chunk to the client each. 256 KiB
+#: rather than 64 KiB: a 100 MiB download costs about a quarter less CPU.
+APP_RECEIVE_BYTES = 256 * 2**10
+#: Bootstrap (git, conda) that failed with a reason worth retrying (the network,
+#: a busy lock) is tried again after this delay, doubling up to the cap, in
+#: seconds: slow enough not to hammer a remote, capped so a fixed outage is
+#: noticed within five minutes.
+BOOTSTRAP_RETRY_FIRST_S = 10.0
+BOOTSTRAP_RETRY_MAX_S = 300.0
+#: A bootstrap command's output line longer than this is cut with a mark, in
+#: bytes (git and conda never write longer lines; a binary dump would).
+COMMAND_LINE_MAX_BYTES = 4096
+#: Most bytes of a bootstrap command's standard output kept when it is parsed
+#: (``conda info --json`` of a large install is well under 1 MiB).
+COMMAND_CAPTURE_MAX_BYTES = 16 * 2**20
+#: After a bootstrap command exits, its pipes (held by an escaped descendant)
+#: are read this long at most, in seconds.
+COMMAND_DRAIN_S = 0.5
+#: After SIGKILL, a bootstrap command is waited for this long at most to be
+#: reaped, in seconds (a killed process is reaped in microseconds unless in D state).
+COMMAND_REAP_S = 2.0
+#: Bound on each conda command (``info --json``, the activation), in seconds:
+#: a cold conda on a network file system takes tens of seconds.
+CONDA_TIMEOUT_S = 120.0
+#: Bound on a git command that talks to the remote (clone, fetch), in seconds:
+#: a large repository on a slow link; git's own low-speed limit (below) ends a
+#: stalled transfer long before.
+GIT_NETWORK_TIMEOUT_S = 900.0
+#: Bound on a local git command (checkout, merge, ...), in seconds.
+GIT_LOCAL_TIMEOUT_S = 120.0
+#: A .git/index.lock older than this is stale and removed, in seconds (nbgitpuller's rule).
+GIT_LOCK_STALE_S = 600.0
+#: A transfer slower than GIT_LOW_SPEED_BYTES_PER_S for GIT_LOW_SPEED_TIME_S
+#: seconds is abandoned by git (GIT_HTTP_LOW_SPEED_LIMIT/_TIME): a dead remote
+#: fails in a minute instead of at GIT_NETWORK_TIMEOUT_S.
+GIT_LOW_SPEED_BYTES_PER_S = 1000
+GIT_LOW_SPEED_TIME_S = 60
+#: Bound on removing what a failed clone left, in seconds.
+GIT_CLEANUP_S = 10.0
+#: Paths per ``git checkout origin/B -- ...`` when restoring deleted files (well
+#: under any argv limit).
+GIT_CHECKOUT_BATCH = 100
+#: Literal secrets (a token in the repo URL) shorter than this are not replaced
+#: in git's output outside URLs, in characters: too likely to be ordinary words.
+REDACT_SECRET_MIN_CHARS = 4
+#: The process reaper also sweeps this often without a SIGCHLD (signals
+#: coalesce), in seconds (``child/reaper.py``).
+REAPER_SWEEP_INTERVAL_S = 2.0
+#: Bound on the reaper's final kill-and-reap loop, in seconds.
+REAPER_FINAL_SWEEP_S = 0.5
+
+# the Hub
+
+#: Jitter on the activity interval, as a fraction either way (the Hub's own
+#: singleuser uses 10 %): a Hub's servers do not all report at once.
+ACTIVITY_JITTER = 0.1
+
+# pages and the front
+
+#: While the app starts, the Hub's readiness probe is answered 503 with this
+#: Retry-After, in seconds.
+HUB_PROBE_RETRY_AFTER_S = 1
+#: Lines of the app's output shown on a 502 page (the owner's only).
+ERROR_PAGE_TAIL_LINES = 25
+#: How long the owner's browser waits for a starting app before it gets the
+#: live start-up page, in seconds (a fast app is shown at once, no page flash).
+OWNER_PAGE_WAIT_S = 1.0
+#: The "starting" page reloads itself (and its 503's Retry-After) this often, in seconds.
+STARTING_REFRESH_S = 2
+#: An idle log stream of the owner's controls sends a comment this often, in
+#: seconds (keeps proxies from cutting it; below nginx's 60 s read timeout).
+CONTROLS_FOLLOW_KEEPALIVE_S = 15.0
+
+# the server and the websocket proxy (server/, proxy/)
+
+#: Listen backlog (``server/serve.py``): a burst of browser connections after
+#: a Hub restart is not refused.
+LISTEN_BACKLOG = 1024
+#: A write to a client larger than this is sent in pieces of this size, each
+#: with its own ``stall_s``: a big websocket message to a slow client is not a
+#: stall. The size of the proxy's reads from the app (APP_RECEIVE_BYTES), so a
+#: download goes out one write per read (64 KiB pieces cost 0.4 ms of CPU per MiB
+#: more) (``server/tcp.py``).
+CLIENT_SEND_PIECE_BYTES = APP_RECEIVE_BYTES
+#: Bytes read from a client per receive call (``server/tcp.py``): 256 KiB
+#: rather than hypercorn's 64 KiB halves the CPU per MiB uploaded.
+CLIENT_RECEIVE_BYTES = 256 * 2**10
+#: A compressed (permessage-deflate) websocket frame may be this much larger
+#: than the message it carries (deflate's worst case is ~0.03 % plus a few
+#: bytes); the decompressed size is checked again as it is inflated
+#: (``server/ws_limits.py``).
+WS_DEFLATE_SLACK_BYTES = 1024
+#: The keepalive watcher looks at every websocket this many times per ping
+#: interval (or timeout, if shorter) (``proxy/ws_keepalive.py``): a silent
+#: client is cut within a quarter interval of its deadline.
+WS_PING_CHECKS_PER_INTERVAL = 4
+#: Websocket messages buffered from the app before its reader waits for the
+#: client (``proxy/websocket.py``): backpressure, not an unbounded queue.
+WS_APP_QUEUE_MESSAGES = 8
+#: Bytes read from the app's websocket per call (``proxy/websocket.py``).
+WS_APP_RECEIVE_BYTES = 64 * 2**10
+#: Eager (non-yielding) stream calls in a row before one goes through trio and
+#: yields (``proxy/eager_stream.py``): other tasks still run under a flood.
+EAGER_RUN_CALLS = 16
+#: ``receive_some()`` without a size reads up to this much (trio's default)
+#: (``proxy/eager_stream.py``).
+EAGER_RECEIVE_BYTES = 65536
+
+
+class AuthType(enum.StrEnum):
+    """``--authtype``: who may pass. Parsed once in :func:`build`; compare with the members.
+
+    A ``StrEnum``, so it prints (and logs) as the word the command line took.
+    """
+
+    #: Only the server's owner (and whom the Hub lets in), logged in through the Hub.
+    OAUTH = "oauth"
+    #: Anyone who reaches the server: no login.
+    NONE = "none"
 
 
 @dataclass(frozen=True)
@@ -265,7 +410,7 @@ class ServerSettings:
 class HubSettings:
     """What JupyterHub told us about itself (used by authentication and activity)."""
 
-    authtype: str
+    authtype: AuthType
     api_url: str
     api_token: str = field(repr=False)
     client_id: str
@@ -412,6 +557,14 @@ def _flag_env(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _authtype(raw: str) -> AuthType:
+    try:
+        return AuthType(raw)
+    except ValueError:
+        choices = ", ".join(repr(a.value) for a in AuthType)
+        raise SettingsError("--authtype", f"must be one of {choices}, not {raw!r}") from None
+
+
 def cookie_secret(path: str, environ: Mapping[str, str]) -> tuple[bytes, str]:
     """The cookie secret and where it came from: ``--cookie-secret-file``, then
     ``$TRIOPROXY_COOKIE_SECRET``, else random (logins end when trioproxy restarts).
@@ -451,7 +604,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         raise SettingsError("COMMAND", "missing: give the app's command after the options")
     try:
         keys = _template.check(command)
-    except _template.TemplateError as exc:
+    except TemplateError as exc:
         raise SettingsError("COMMAND", str(exc)) from None
 
     host_from_url, port_from_url = service_url_bind(env.get("JUPYTERHUB_SERVICE_URL", ""))
@@ -557,7 +710,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         base_url += "/"
     api_url = env.get("JUPYTERHUB_API_URL", "") or f"http://127.0.0.1:8081{base_url}hub/api"
     hub = HubSettings(
-        authtype=options["authtype"],
+        authtype=_authtype(options["authtype"]),
         api_url=api_url.rstrip("/"),
         api_token=env.get("JUPYTERHUB_API_TOKEN", "") or env.get("JPY_API_TOKEN", ""),
         client_id=env.get("JUPYTERHUB_CLIENT_ID", ""),

@@ -4,7 +4,8 @@ Usage:
     python bad_app.py --port N
 
 Listens on 127.0.0.1:N, prints ``bad_app listening on PORT`` once bound.
-Standard library only. SIGTERM and SIGINT end it at once (default action).
+Standard library only, and trioproxy's pure websocket framing (``trioproxy.rules.frames``).
+SIGTERM and SIGINT end it at once (default action).
 
 Every request it reads is recorded (its request line, in order); ``GET /seen``
 answers them as JSON with a few counters, so a test can tell exactly what
@@ -58,15 +59,14 @@ Websockets (a GET with Upgrade: websocket):
 """
 
 import argparse
-import base64
-import hashlib
 import json
 import signal
 import socket
 import struct
 import threading
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+from trioproxy.rules import frames
+
 HEAD_MAX = 4 * 1024 * 1024
 
 LOCK = threading.Lock()
@@ -274,41 +274,22 @@ def route_http(conn, method, target, headers, body_len):
 
 
 def ws_frame(opcode, payload, *, rsv=0, masked=False, length=None):
-    n = len(payload) if length is None else length
-    head = bytes([0x80 | (rsv << 4) | opcode])
-    bit = 0x80 if masked else 0
-    if n < 126:
-        head += bytes([bit | n])
-    elif n < 1 << 16:
-        head += bytes([bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", n)
-    if masked:
-        key = b"\x01\x02\x03\x04"
-        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-        head += key
-    return head + payload
+    return frames.encode(opcode, payload, rsv=rsv, mask_key=b"\x01\x02\x03\x04" if masked else None, length=length)
 
 
 def ws_read_frame(conn):
-    b0, b1 = conn.read_exactly(2)
-    n = b1 & 0x7F
-    if n == 126:
-        (n,) = struct.unpack("!H", conn.read_exactly(2))
-    elif n == 127:
-        (n,) = struct.unpack("!Q", conn.read_exactly(8))
-    key = conn.read_exactly(4) if b1 & 0x80 else b""
-    payload = conn.read_exactly(n)
-    if key:
-        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return b0 & 0x0F, payload
+    head = conn.read_exactly(frames.MIN_HEADER)
+    head += conn.read_exactly(frames.header_size(head) - len(head))
+    header = frames.parse_header(head)
+    payload = conn.read_exactly(header.length)
+    if header.mask_key is not None:
+        payload = frames.mask(header.mask_key, payload)
+    return header.opcode, payload
 
 
 def ws_accept(conn, headers, *, wrong=False):
     key = dict(headers).get("sec-websocket-key", "").encode()
-    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
-    if wrong:
-        accept = base64.b64encode(hashlib.sha1(b"not the key" + GUID).digest())
+    accept = frames.accept_key(b"not the key" if wrong else key)
     conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
 
@@ -354,7 +335,7 @@ def route_websocket(conn, path, headers):
         conn.send(ws_frame(0x1, b"", length=2**31))
         conn.wait_closed()
     else:
-        conn.send(ws_frame(0x8, struct.pack("!H", 1008) + b"unknown path"))
+        conn.send(ws_frame(0x8, frames.close_payload(1008, b"unknown path")))
         conn.wait_closed()
 
 

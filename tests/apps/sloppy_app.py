@@ -4,7 +4,7 @@ Usage:
     python sloppy_app.py --port N
 
 Listens on 127.0.0.1:N, prints ``sloppy_app listening on PORT`` once bound.
-Standard library only: raw sockets, one thread per connection, keep-alive
+Standard library only (and trioproxy's pure websocket framing, ``trioproxy.rules.frames``): raw sockets, one thread per connection, keep-alive
 (every answer here says nothing of closing). SIGTERM and SIGINT end it at once.
 
 Each connection gets a number (1, 2, ...) and counts its requests; every
@@ -42,14 +42,14 @@ Websocket handshakes (a GET with Upgrade: websocket), then the connection ends, 
 """
 
 import argparse
-import base64
-import hashlib
 import json
 import signal
 import socket
 import struct
 import threading
 import time
+
+from trioproxy.rules import frames
 
 LOCK = threading.Lock()
 SEEN = []
@@ -70,7 +70,6 @@ COOKIES = [
     b"Set-Cookie: app=1; Path=/",
     b"Set-Cookie: app2=2",
 ]
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def wait_closed(sock):
@@ -93,7 +92,7 @@ def websocket(sock, path, headers, buf):
         sock.sendall(b"hello, this is not HTTP\r\n\r\n")
         wait_closed(sock)
     elif path == "/ws-accept-cookies":
-        accept = base64.b64encode(hashlib.sha1(headers.get(b"sec-websocket-key", b"") + GUID).digest())
+        accept = frames.accept_key(headers.get(b"sec-websocket-key", b""))
         head = [b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket", b"Connection: Upgrade",
                 b"Sec-WebSocket-Accept: " + accept, *COOKIES]
         sock.sendall(b"\r\n".join(head) + b"\r\n\r\n")
@@ -103,31 +102,19 @@ def websocket(sock, path, headers, buf):
 def echo_frames(sock, buf):
     """Echo text frames (client frames are masked; ours are not); answer a close frame and return."""
 
-    def need(n):
-        nonlocal buf
-        while len(buf) < n:
-            data = sock.recv(65536)
-            if not data:
-                raise OSError("closed")
-            buf += data
-        out, buf = buf[:n], buf[n:]
-        return out
-
+    reader = frames.FrameReader()
+    pending = reader.feed(buf)
     while True:
-        b0, b1 = need(2)
-        n = b1 & 0x7F
-        if n == 126:
-            n = int.from_bytes(need(2), "big")
-        elif n == 127:
-            n = int.from_bytes(need(8), "big")
-        key = need(4) if b1 & 0x80 else b"\0\0\0\0"
-        payload = bytes(b ^ key[i % 4] for i, b in enumerate(need(n)))
-        opcode = b0 & 0x0F
-        if opcode == 0x8:
-            sock.sendall(bytes([0x88, len(payload[:2])]) + payload[:2])
-            return
-        if opcode == 0x1 and n < 126:
-            sock.sendall(bytes([0x81, n]) + payload)
+        for header, payload in pending:
+            if header.opcode == frames.Opcode.CLOSE:
+                sock.sendall(frames.encode(frames.Opcode.CLOSE, payload[:2]))
+                return
+            if header.opcode == frames.Opcode.TEXT and header.length < 126:
+                sock.sendall(frames.encode(frames.Opcode.TEXT, payload))
+        data = sock.recv(65536)
+        if not data:
+            raise OSError("closed")
+        pending = reader.feed(data)
 
 
 def read_head(sock, buf):

@@ -71,10 +71,11 @@ from .passage import (
     passage,
     split_target,
 )
-from ..hub.api import HubAPI, HubRefused, HubUnavailable
+from ..errors import HubRefused, HubUnavailable
+from ..hub.api import HubAPI
 from ..metrics import Metrics
 from ..rules.pages import Send
-from ..settings import HubSettings, ProxySettings
+from ..settings import OAUTH_STATE_CHARS, PKCE_VERIFIER_CHARS, HubSettings, ProxySettings
 from ..hub.tokens import TokenCache
 
 logger = logging.getLogger(__name__)
@@ -313,8 +314,8 @@ class HubOAuth:
     # --- the login --------------------------------------------------------------------
 
     def _start_login(self, scope: dict[str, Any], headers: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, Headers]:
-        state = generate_token(24)
-        verifier = generate_token(64)
+        state = generate_token(OAUTH_STATE_CHARS)
+        verifier = generate_token(PKCE_VERIFIER_CHARS)
         raw = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string") or b""
         query = _headers.strip_query_arg(query, TOKEN_ARG)

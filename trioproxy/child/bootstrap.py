@@ -29,14 +29,13 @@ from . import conda as _conda
 
 from . import gitrepo as _gitrepo
 from .output import LogTail
-from .commands import BootstrapError, Progress, Runner
+from ..errors import BootstrapError
+from ..settings import BOOTSTRAP_RETRY_FIRST_S, BOOTSTRAP_RETRY_MAX_S
+from .commands import Progress, Runner
 from ..settings import ChildSettings
 
 logger = logging.getLogger(__name__)
 
-#: Delay before trying a failed bootstrap again, doubling up to the cap, in seconds.
-RETRY_FIRST_S = 10.0
-RETRY_MAX_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class Bootstrap:
 
         Cancellation: the running git or conda command is killed and reaped.
         """
-        delay = RETRY_FIRST_S
+        delay = BOOTSTRAP_RETRY_FIRST_S
         while True:
             try:
                 return await self._once()
@@ -94,13 +93,13 @@ class Bootstrap:
                     logger.error("the app cannot start: %s. Fix this, then restart the app (owner's "
                                  "controls) or the server.", reason)
                     await self._poke.wait()
-                    delay = RETRY_FIRST_S
+                    delay = BOOTSTRAP_RETRY_FIRST_S
                 else:
                     self._failed(f"{reason} (trying again in {delay:g} s)")
                     logger.error("the app cannot start yet: %s; trying again in %g s", reason, delay)
                     with trio.move_on_after(delay):
                         await self._poke.wait()
-                    delay = min(delay * 2, RETRY_MAX_S)
+                    delay = min(delay * 2, BOOTSTRAP_RETRY_MAX_S)
                 self._poke = trio.Event()
 
     def try_again(self) -> None:

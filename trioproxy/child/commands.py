@@ -17,7 +17,6 @@ orphans never takes their exit status, however fast they exit.
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import signal
 import subprocess
@@ -27,74 +26,20 @@ from dataclasses import dataclass
 import trio
 
 from . import reaper as _reaper
+from ..rules.lines import LineSplitter
+from ..errors import BootstrapError
+from ..settings import (
+    COMMAND_CAPTURE_MAX_BYTES,
+    COMMAND_DRAIN_S,
+    COMMAND_LINE_MAX_BYTES,
+    COMMAND_REAP_S,
+    PIPE_READ_BYTES,
+)
+from .groups import signal_group
 from .output import LogTail
 
 logger = logging.getLogger(__name__)
 
-#: Longest output line kept; the rest is cut with a mark.
-LINE_MAX_CHARS = 4096
-#: Most bytes of standard output kept when a command's output is parsed.
-CAPTURE_MAX_BYTES = 16 * 2**20
-#: After the command exits, its pipes (held by an escaped descendant) are read this long at most, in seconds.
-DRAIN_S = 0.5
-#: After SIGKILL, wait this long at most for the command to be reaped, in seconds.
-REAP_S = 2.0
-#: Bytes read from a pipe per call.
-READ_BYTES = 64 * 2**10
-
-
-class BootstrapError(Exception):
-    """The app cannot be started: ``reason`` says why, already redacted, in one line.
-
-    ``retry``: worth trying again later (a network failure, a busy lock), as
-    opposed to a configuration error that only the owner can fix.
-    """
-
-    def __init__(self, reason: str, *, retry: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry = retry
-
-
-class Splitter:
-    """Bytes in, lines out, split on ``\\n``, ``\\r\\n`` or a lone ``\\r``. Pure."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes | bytearray) -> list[str]:
-        self._buf += data
-        out: list[str] = []
-        start = 0
-        i = 0
-        buf = self._buf
-        while i < len(buf):
-            c = buf[i]
-            if c == 0x0A or c == 0x0D:
-                if c == 0x0D and i + 1 == len(buf):
-                    break  # a \r at the end: wait to see whether \n follows
-                out.append(_decode(buf[start:i]))
-                i += 2 if c == 0x0D and buf[i + 1] == 0x0A else 1
-                start = i
-            else:
-                i += 1
-        del buf[:start]
-        if len(buf) > LINE_MAX_CHARS * 4:  # a line without end: pass on what we have
-            out.append(_decode(bytes(buf)))
-            buf.clear()
-        return [line for line in out if line.strip()]
-
-    def flush(self) -> list[str]:
-        rest = _decode(bytes(self._buf).rstrip(b"\r"))
-        self._buf.clear()
-        return [rest] if rest.strip() else []
-
-
-def _decode(b: bytes | bytearray) -> str:
-    text = bytes(b).decode("utf-8", errors="replace")
-    if len(text) > LINE_MAX_CHARS:
-        text = text[:LINE_MAX_CHARS] + f" … [{len(text) - LINE_MAX_CHARS} characters cut]"
-    return text
 
 
 class Progress:
@@ -138,7 +83,7 @@ class Runner:
         """Run ``argv``; return its exit code (and its stdout with ``capture``).
 
         Output: without ``capture``, stdout and stderr (merged) are progress
-        lines; with it, stdout is returned (at most CAPTURE_MAX_BYTES) and
+        lines; with it, stdout is returned (at most COMMAND_CAPTURE_MAX_BYTES) and
         stderr lines are progress. ``echo`` also shows ``$ argv`` first.
 
         Raises:
@@ -183,15 +128,15 @@ class Runner:
                     await proc.wait()
                 if timer.cancelled_caught:
                     timed_out = True
-                    _killpg(proc.pid)
-                    with trio.move_on_after(REAP_S):
+                    signal_group(proc.pid, signal.SIGKILL)
+                    with trio.move_on_after(COMMAND_REAP_S):
                         await proc.wait()
-                readers.cancel_scope.deadline = trio.current_time() + DRAIN_S
+                readers.cancel_scope.deadline = trio.current_time() + COMMAND_DRAIN_S
         finally:
             with trio.CancelScope(shield=True):
                 if proc.returncode is None:
-                    _killpg(proc.pid)
-                    with trio.move_on_after(REAP_S):
+                    signal_group(proc.pid, signal.SIGKILL)
+                    with trio.move_on_after(COMMAND_REAP_S):
                         await proc.wait()
             self.pid = None
             _reaper.forget(proc.pid)
@@ -201,9 +146,9 @@ class Runner:
         return Result(proc.returncode, bytes(captured))
 
     async def _lines(self, stream: trio.abc.ReceiveStream) -> None:
-        splitter = Splitter()
+        splitter = LineSplitter(COMMAND_LINE_MAX_BYTES, lone_cr=True, skip_blank=True)
         try:
-            while data := await stream.receive_some(READ_BYTES):
+            while data := await stream.receive_some(PIPE_READ_BYTES):
                 for line in splitter.feed(data):
                     self.progress.line(line)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -214,14 +159,8 @@ class Runner:
     @staticmethod
     async def _capture(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
         try:
-            while data := await stream.receive_some(READ_BYTES):
-                into += data[: max(0, CAPTURE_MAX_BYTES - len(into))]
+            while data := await stream.receive_some(PIPE_READ_BYTES):
+                into += data[: max(0, COMMAND_CAPTURE_MAX_BYTES - len(into))]
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
-
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

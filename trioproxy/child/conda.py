@@ -32,12 +32,12 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
-from .commands import BootstrapError, Runner
+from ..errors import BootstrapError
+from ..settings import CONDA_TIMEOUT_S
+from .commands import Runner
 
 logger = logging.getLogger(__name__)
 
-#: Bound on each conda command (`info --json`, the activation), in seconds.
-CONDA_TIMEOUT_S = 120.0
 #: Variables the activating shell sets for itself, not for the app: taken from the original environment.
 SHELL_VARIABLES = ("_", "PWD", "OLDPWD", "SHLVL")
 

@@ -20,20 +20,11 @@ from collections.abc import Sequence
 import h11
 import trio
 
+from ..errors import UpstreamError
+from ..settings import APP_RECEIVE_BYTES
+
 logger = logging.getLogger(__name__)
 
-#: Bytes read from the app per receive call: one chunk to the client each. 256 KiB
-#: rather than 64 KiB: a 100 MiB download costs about a quarter less CPU.
-RECEIVE_BYTES = 256 * 2**10
-
-
-class UpstreamError(Exception):
-    """The app could not be reached or answered badly. ``status`` is the page to show."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 class Connection:
@@ -61,7 +52,7 @@ class Connection:
             if event is h11.NEED_DATA:
                 if before_wait is not None:
                     before_wait()
-                data = await self.stream.receive_some(RECEIVE_BYTES)
+                data = await self.stream.receive_some(APP_RECEIVE_BYTES)
                 self.received += len(data)
                 self.h11.receive_data(bytes(data))
                 continue

@@ -45,31 +45,27 @@ from collections.abc import Callable, Iterable, Mapping
 
 import trio
 
-from .commands import BootstrapError, Result, Runner
+from ..errors import BootstrapError
+from ..settings import (
+    GIT_CHECKOUT_BATCH,
+    GIT_CLEANUP_S,
+    GIT_LOCAL_TIMEOUT_S,
+    GIT_LOCK_STALE_S,
+    GIT_LOW_SPEED_BYTES_PER_S,
+    GIT_LOW_SPEED_TIME_S,
+    GIT_NETWORK_TIMEOUT_S,
+    REDACT_SECRET_MIN_CHARS,
+)
+from .commands import Result, Runner
 
 logger = logging.getLogger(__name__)
 
-#: Bound on a command that talks to the remote (clone, fetch), in seconds.
-NETWORK_TIMEOUT_S = 900.0
-#: Bound on a local git command (checkout, merge, ...), in seconds.
-LOCAL_TIMEOUT_S = 120.0
-#: A .git/index.lock older than this is stale and removed, in seconds (the reference's rule).
-LOCK_STALE_S = 600.0
-#: A transfer slower than this many bytes/s for GIT_LOW_SPEED_TIME_S seconds is abandoned by git.
-GIT_LOW_SPEED_LIMIT = "1000"
-GIT_LOW_SPEED_TIME_S = "60"
-#: Bound on removing what a failed clone left, in seconds.
-CLEANUP_S = 10.0
 #: Where a clone is made inside --repofolder, before being moved up into it.
 CLONE_TMP = ".trioproxy-clone"
-#: Paths per `git checkout origin/B -- ...` when restoring deleted files.
-CHECKOUT_BATCH = 100
 #: Who commits the local changes before a merge.
 COMMITTER = ("-c", "user.name=trioproxy", "-c", "user.email=trioproxy@localhost", "-c", "commit.gpgsign=false")
 
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s]*@")
-#: Literal secrets shorter than this are not replaced outside URLs (too likely to be ordinary words).
-_SECRET_MIN_CHARS = 4
 
 
 # --- pure rules -----------------------------------------------------------------
@@ -80,7 +76,7 @@ def redactor(url: str) -> Callable[[str], str]:
     netloc = urllib.parse.urlsplit(url).netloc if "://" in url else ""
     userinfo = netloc.rpartition("@")[0]
     secret = userinfo.partition(":")[2] if ":" in userinfo else userinfo
-    secrets = {s for s in (secret, urllib.parse.unquote(secret)) if len(s) >= _SECRET_MIN_CHARS}
+    secrets = {s for s in (secret, urllib.parse.unquote(secret)) if len(s) >= REDACT_SECRET_MIN_CHARS}
 
     def redact(text: str) -> str:
         text = _URL_USERINFO.sub(r"\1***@", text)
@@ -101,8 +97,8 @@ def git_env(base: Mapping[str, str]) -> dict[str, str]:
     env = dict(base)
     env.update(GIT_TERMINAL_PROMPT="0", GIT_MERGE_AUTOEDIT="no")
     for name, value in (("SSH_ASKPASS_REQUIRE", "never"), ("GCM_INTERACTIVE", "never"),
-                        ("GIT_HTTP_LOW_SPEED_LIMIT", GIT_LOW_SPEED_LIMIT),
-                        ("GIT_HTTP_LOW_SPEED_TIME", GIT_LOW_SPEED_TIME_S)):
+                        ("GIT_HTTP_LOW_SPEED_LIMIT", str(GIT_LOW_SPEED_BYTES_PER_S)),
+                        ("GIT_HTTP_LOW_SPEED_TIME", str(GIT_LOW_SPEED_TIME_S))):
         env.setdefault(name, value)
     return env
 
@@ -203,7 +199,7 @@ class Checkout:
         await _remove(tmp)  # left by a clone cut short
         argv = clone_argv(self.url, self.branch, tmp, self.depth)
         try:
-            await self._git(argv, f"cloning {self.shown}", cwd=self.folder, timeout_s=NETWORK_TIMEOUT_S, retry=True)
+            await self._git(argv, f"cloning {self.shown}", cwd=self.folder, timeout_s=GIT_NETWORK_TIMEOUT_S, retry=True)
             try:
                 for name in os.listdir(tmp):
                     os.rename(os.path.join(tmp, name), os.path.join(self.folder, name))
@@ -220,17 +216,17 @@ class Checkout:
     async def update(self) -> None:
         await self._check_is_checkout()
         git_dir = os.path.join(self.folder, os.fsdecode(await self._out(["rev-parse", "--git-dir"])).strip())
-        await self._git(["git", "fetch"], f"fetching {self.shown}", timeout_s=NETWORK_TIMEOUT_S, retry=True)
+        await self._git(["git", "fetch"], f"fetching {self.shown}", timeout_s=GIT_NETWORK_TIMEOUT_S, retry=True)
         upstream = f"origin/{self.branch}"
         found = await self.run.run(["git", "rev-parse", "--verify", "--quiet", f"refs/remotes/{upstream}"],
-                                   cwd=self.folder, timeout_s=LOCAL_TIMEOUT_S, capture=True, echo=False)
+                                   cwd=self.folder, timeout_s=GIT_LOCAL_TIMEOUT_S, capture=True, echo=False)
         if found.code != 0:
             raise BootstrapError(f"branch {self.branch!r} not found in {self.shown}", retry=True)  # not pushed yet?
         await self._rename_colliding(upstream)
         self._ensure_lock(git_dir)
         await self._restore_deleted(upstream)
         dirty = await self.run.run(["git", "diff-files", "--quiet"], cwd=self.folder,
-                                   timeout_s=LOCAL_TIMEOUT_S, echo=False)
+                                   timeout_s=GIT_LOCAL_TIMEOUT_S, echo=False)
         if dirty.code not in (0, 1):
             raise BootstrapError(f"checking {self.folder} for local changes failed: git exited with code {dirty.code}")
         if dirty.code == 1:
@@ -242,12 +238,12 @@ class Checkout:
         try:
             await self._git(["git", *COMMITTER, "merge", "--no-edit", "-Xours", upstream], f"merging {upstream}")
         except BootstrapError:
-            await self.run.run(["git", "merge", "--abort"], cwd=self.folder, timeout_s=LOCAL_TIMEOUT_S, echo=False)
+            await self.run.run(["git", "merge", "--abort"], cwd=self.folder, timeout_s=GIT_LOCAL_TIMEOUT_S, echo=False)
             raise
 
     async def _check_is_checkout(self) -> None:
         top = await self.run.run(["git", "rev-parse", "--show-toplevel"], cwd=self.folder,
-                                 timeout_s=LOCAL_TIMEOUT_S, capture=True, echo=False)
+                                 timeout_s=GIT_LOCAL_TIMEOUT_S, capture=True, echo=False)
         if top.code != 0:
             said = f" (git: {self.run.progress.last})" if self.run.progress.last else ""
             raise self.not_a_checkout(f"is not a git checkout and is not empty{said}")
@@ -255,7 +251,7 @@ class Checkout:
         if os.path.realpath(toplevel) != os.path.realpath(self.folder):
             raise self.not_a_checkout(f"is inside the git checkout {toplevel}, not the top of a checkout")
         origin = await self.run.run(["git", "config", "--get", "remote.origin.url"], cwd=self.folder,
-                                    timeout_s=LOCAL_TIMEOUT_S, capture=True, echo=False)
+                                    timeout_s=GIT_LOCAL_TIMEOUT_S, capture=True, echo=False)
         current = os.fsdecode(origin.stdout).strip()
         if origin.code != 0 or not current:
             raise self.not_a_checkout("is a git checkout without an 'origin' remote")
@@ -285,7 +281,7 @@ class Checkout:
         if not deleted:
             return
         upstream_files = set(_zsplit(await self._out(["ls-tree", "-r", "-z", "--name-only", upstream])))
-        for batch in _batches([p for p in deleted if p in upstream_files], CHECKOUT_BATCH):
+        for batch in _batches([p for p in deleted if p in upstream_files], GIT_CHECKOUT_BATCH):
             await self._git(["git", "checkout", upstream, "--", *batch], "restoring deleted files")
 
     def _ensure_lock(self, git_dir: str) -> None:
@@ -296,7 +292,7 @@ class Checkout:
             return
         except OSError as exc:
             raise BootstrapError(f"could not check {lock}: {exc.strerror or exc}") from None
-        if age <= LOCK_STALE_S:
+        if age <= GIT_LOCK_STALE_S:
             raise BootstrapError(
                 f"a recent {lock} was found (another git command is running?); trying again later", retry=True
             )
@@ -315,7 +311,7 @@ class Checkout:
         what: str,
         *,
         cwd: str | None = None,
-        timeout_s: float = LOCAL_TIMEOUT_S,
+        timeout_s: float = GIT_LOCAL_TIMEOUT_S,
         retry: bool = False,
     ) -> Result:
         result = await self.run.run(argv, cwd=cwd or self.folder, timeout_s=timeout_s)
@@ -325,7 +321,7 @@ class Checkout:
 
     async def _out(self, args: list[str]) -> bytes:
         """Standard output of a git command that only reads (not shown as progress)."""
-        result = await self.run.run(["git", *args], cwd=self.folder, timeout_s=LOCAL_TIMEOUT_S,
+        result = await self.run.run(["git", *args], cwd=self.folder, timeout_s=GIT_LOCAL_TIMEOUT_S,
                                     capture=True, echo=False)
         if result.code != 0:
             raise BootstrapError(_failed(f"`git {args[0]}` in {self.folder}", result.code, self.run.progress.last))
@@ -340,5 +336,5 @@ def _failed(what: str, code: int, last: str) -> str:
 async def _remove(path: str) -> None:
     """Remove a failed clone's folder, off the event loop, bounded."""
     if os.path.lexists(path):
-        with trio.move_on_after(CLEANUP_S):
+        with trio.move_on_after(GIT_CLEANUP_S):
             await trio.to_thread.run_sync(shutil.rmtree, path, True, abandon_on_cancel=True)

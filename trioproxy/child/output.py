@@ -13,10 +13,11 @@ import logging
 
 import trio
 
+from ..rules.lines import LineSplitter
+from ..settings import PIPE_READ_BYTES
+
 logger = logging.getLogger("trioproxy.app")
 
-#: Bytes read from a pipe per call.
-READ_BYTES = 64 * 2**10
 
 
 class LogTail:
@@ -57,55 +58,6 @@ class LogTail:
         self._lines.clear()
 
 
-class LineSplitter:
-    """Bytes in, complete lines out; an over-long line is cut with a mark. Pure."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._buf = bytearray()
-        self._head: bytes | None = None  # kept start of a line being cut
-        self._dropped = 0  # bytes of that line cut so far
-
-    def feed(self, data: bytes) -> list[str]:
-        out = []
-        self._buf += data
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl < 0:
-                if len(self._buf) > self.max_bytes:
-                    if self._head is None:
-                        self._head = bytes(self._buf[: self.max_bytes])
-                        self._dropped += len(self._buf) - self.max_bytes
-                    else:
-                        self._dropped += len(self._buf)
-                    self._buf.clear()
-                return out
-            line = bytes(self._buf[:nl])
-            del self._buf[: nl + 1]
-            out.append(self._finish(line))
-
-    def flush(self) -> list[str]:
-        if self._buf or self._head is not None:
-            line = bytes(self._buf)
-            self._buf.clear()
-            return [self._finish(line)]
-        return []
-
-    def _finish(self, line: bytes) -> str:
-        if self._head is not None:
-            text = _decode(self._head) + f" … [{self._dropped + len(line)} bytes cut]"
-            self._head, self._dropped = None, 0
-            return text
-        if len(line) > self.max_bytes:
-            cut = len(line) - self.max_bytes
-            return _decode(line[: self.max_bytes]) + f" … [{cut} bytes cut]"
-        return _decode(line)
-
-
-def _decode(b: bytes) -> str:
-    return b.rstrip(b"\r").decode("utf-8", errors="replace")
-
-
 async def pump(
     stream: trio.abc.ReceiveStream,
     *,
@@ -119,7 +71,7 @@ async def pump(
     splitter = LineSplitter(max_line_bytes)
     try:
         while True:
-            data = await stream.receive_some(READ_BYTES)
+            data = await stream.receive_some(PIPE_READ_BYTES)
             lines = splitter.feed(data) if data else splitter.flush()
             for line in lines:
                 tail.add(f"[{name}] {line}")

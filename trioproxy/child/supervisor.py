@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -34,6 +33,7 @@ from collections.abc import Callable
 import trio
 
 from . import guard as _guard
+from .groups import group_alive, signal_group
 
 from . import reaper as _reaper
 
@@ -42,23 +42,13 @@ from ..rules import template as _template
 from . import connection as _upstream
 from .output import LogTail, pump
 from .bootstrap import Bootstrap, Launch
+from ..errors import AppFailed as AppFailed  # raised here; defined with the others
+from ..errors import TemplateError
+from ..settings import APP_GROUP_POLL_S, PROBE_INTERVAL_FIRST_S, PROBE_INTERVAL_GROWTH, PROBE_INTERVAL_MAX_S
 from ..settings import ChildSettings
 
 logger = logging.getLogger(__name__)
 
-#: First pause between readiness probes and its cap, in seconds.
-#: Probing starts fast and slows by PROBE_INTERVAL_GROWTH per probe: an app
-#: ready 150 ms after its start is seen within about 15 ms (doubling from
-#: 20 ms saw it only at 300 ms), while a refused probe costs some 50 µs.
-PROBE_INTERVAL_FIRST_S = 0.005
-PROBE_INTERVAL_GROWTH = 1.1
-PROBE_INTERVAL_MAX_S = 0.25
-#: Poll interval while waiting for the app's process group to empty, in seconds.
-GROUP_POLL_S = 0.02
-
-
-class AppFailed(Exception):
-    """The app failed to start or kept crashing; trioproxy should exit non-zero."""
 
 
 class Status(enum.Enum):
@@ -110,13 +100,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _killpg(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _describe_exit(code: int | None) -> str:
@@ -179,7 +162,7 @@ class Supervisor:
         self._bootstrap_scope.cancel()  # kills a running git or conda command
         self.state.set(Status.STOPPING, "trioproxy is shutting down")
         if self._proc is not None and self._proc.returncode is None:
-            _killpg(self._proc.pid, signal.SIGTERM)
+            signal_group(self._proc.pid, signal.SIGTERM)
 
     def restart(self) -> bool:
         """The owner's restart: stop the app (gracefully) and start it again at once,
@@ -190,14 +173,14 @@ class Supervisor:
         self._restart_requested = True
         self._bootstrap.try_again()
         if self._proc is not None and self._proc.returncode is None:
-            _killpg(self._proc.pid, signal.SIGTERM)
+            signal_group(self._proc.pid, signal.SIGTERM)
         self._wake.set()
         return True
 
     def kill(self) -> None:
         """SIGKILL to the app's process group (the leader may already be gone)."""
         if self._proc is not None:
-            _killpg(self._proc.pid, signal.SIGKILL)
+            signal_group(self._proc.pid, signal.SIGKILL)
 
     # -- the supervising task -------------------------------------------------------
 
@@ -272,7 +255,7 @@ class Supervisor:
         values = s.template_values(port, self.state.origin_host or "")
         try:
             argv = _template.render(s.command, values)
-        except _template.TemplateError as exc:
+        except TemplateError as exc:
             self.state.set(Status.DOWN, str(exc))
             return None
         logger.info("starting the app on port %d: %s", port, _shown(argv))
@@ -352,22 +335,14 @@ class Supervisor:
         ``stop_grace_s`` from now; after SIGKILL the leader's wait is prompt.
         """
         pgid = proc.pid
-        _killpg(pgid, signal.SIGTERM)
+        signal_group(pgid, signal.SIGTERM)
         deadline = self._deadline if self._stopping else trio.current_time() + self.settings.stop_grace_s
         with trio.move_on_at(deadline):
             await proc.wait()
-            while _group_alive(pgid):
-                await trio.sleep(GROUP_POLL_S)
-        _killpg(pgid, signal.SIGKILL)
+            while group_alive(pgid):
+                await trio.sleep(APP_GROUP_POLL_S)
+        signal_group(pgid, signal.SIGKILL)
         await proc.wait()
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
 
 
 def _bracket(address: tuple[str, int]) -> tuple[str, int]:

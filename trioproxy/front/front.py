@@ -30,14 +30,12 @@ from ..proxy.gateway import Gateway
 from ..auth.passage import Authenticator
 from ..child.supervisor import Status
 from ..rules.pages import Send
-from ..settings import REFUSE_DRAIN_BYTES, REFUSE_DRAIN_S
+from ..settings import HUB_PROBE_RETRY_AFTER_S, REFUSE_DRAIN_BYTES, REFUSE_DRAIN_S
 
 #: The path (under the prefix) the Hub probes to see whether the server is up.
 HUB_PROBE = b"/api"
 #: Prometheus metrics, outside the prefix.
 METRICS = b"/_trioproxy/metrics"
-#: While the app starts, the probe is answered with 503 and this Retry-After.
-PROBE_RETRY_S = 1
 
 
 class Front:
@@ -84,7 +82,7 @@ class Front:
         if isinstance(route, _routing.Forward):
             if kind == "http" and route.target == HUB_PROBE and self._holding_probe():
                 body = _pages.render("The app is starting", ["The app is not ready yet."])
-                await _pages.respond(scope, own, 503, body, [(b"retry-after", str(PROBE_RETRY_S).encode())])
+                await _pages.respond(scope, own, 503, body, [(b"retry-after", str(HUB_PROBE_RETRY_AFTER_S).encode())])
                 return
             passage = await self.auth.admit(scope, own, route.target)
             if passage is None:

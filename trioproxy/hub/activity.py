@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .api import HubAPI, HubUnavailable
+from ..errors import HubUnavailable
+from .api import HubAPI
 from ..metrics import Metrics
+from ..settings import ACTIVITY_JITTER
 
 if TYPE_CHECKING:
     from ..settings import ActivitySettings, HubSettings
 
 logger = logging.getLogger(__name__)
 
-#: Jitter on the interval, as a fraction (the Hub's own singleuser uses 10 %).
-JITTER = 0.1
 
 
 class ActivityTracker:
@@ -76,7 +76,7 @@ async def report_activity(
                     logger.error("the Hub refused the activity report (%s); check the server's token and its "
                                  "users:activity scope. Trying again every interval, quietly.", outcome)
                 refused = True
-        await trio.sleep(activity.interval_s * random.uniform(1 - JITTER, 1 + JITTER))
+        await trio.sleep(activity.interval_s * random.uniform(1 - ACTIVITY_JITTER, 1 + ACTIVITY_JITTER))
 
 
 async def _post_with_backoff(

@@ -26,28 +26,14 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from . import tokens as _tokens
+from ..errors import HubRefused as HubRefused, HubSetupError as HubSetupError  # raised here
+from ..errors import HubUnavailable as HubUnavailable
 from ..settings import HUB_CLIENT_CLOSE_TIMEOUT_S, HubSettings
 
 if TYPE_CHECKING:
     import httpx
 
 logger = logging.getLogger(__name__)
-
-
-class HubUnavailable(Exception):
-    """The Hub API could not answer (down, slow, 5xx); the message says which, without secrets."""
-
-
-class HubRefused(Exception):
-    """The Hub answered a request with a 4xx that is not "unknown token" (the message has its reason)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class HubSetupError(Exception):
-    """The client for the Hub cannot be made (unreadable TLS files)."""
 
 
 def ssl_context(hub: HubSettings) -> ssl.SSLContext | None:
@@ -87,15 +73,16 @@ def _httpx() -> Any:
 
 
 def _new_client(hub: HubSettings, verify: Any) -> httpx.AsyncClient:
-    httpx = _httpx()
+    lib = _httpx()
     jar = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    return httpx.AsyncClient(
+    client: httpx.AsyncClient = lib.AsyncClient(
         trust_env=False,
         cookies=jar,
         verify=verify,
-        timeout=httpx.Timeout(hub.api_timeout_s, connect=hub.api_connect_timeout_s),
+        timeout=lib.Timeout(hub.api_timeout_s, connect=hub.api_connect_timeout_s),
         follow_redirects=False,
     )
+    return client
 
 
 def _why(exc: BaseException) -> str:

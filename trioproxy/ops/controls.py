@@ -46,7 +46,7 @@ from ..rules import scopes as _scopes
 from ..auth.passage import Passage
 from ..child.supervisor import AppState, Status, Supervisor
 from ..metrics import Metrics
-from ..settings import Settings
+from ..settings import CONTROLS_FOLLOW_KEEPALIVE_S, AuthType, Settings
 from ..shutdown import Shutdown
 from .._version import __version__
 
@@ -56,8 +56,6 @@ ACTION_HEADER = "X-Trioproxy-Action"
 XSRF_HEADER = "X-Trioproxy-Xsrf"
 #: What the anti-forgery token is an HMAC of, before the login's digest.
 XSRF_PURPOSE = b"trioproxy-controls-xsrf\0"
-#: An idle log stream sends a comment this often, in seconds (keeps proxies from cutting it).
-FOLLOW_KEEPALIVE_S = 15.0
 
 _HTML = "text/html; charset=utf-8"
 
@@ -110,7 +108,7 @@ def register(
 ) -> None:
     prefix = settings.proxy.prefix
     base = f"{prefix}/_trioproxy"
-    open_mode = settings.hub.authtype == "none"
+    open_mode = settings.hub.authtype is AuthType.NONE
     secret = settings.hub.cookie_secret
     started = time.time()
 
@@ -189,7 +187,7 @@ def register(
                 if state.status is not last_status:
                     last_status = state.status
                     yield _sse("status", json.dumps(status_model()))
-                with trio.move_on_after(FOLLOW_KEEPALIVE_S) as idle:
+                with trio.move_on_after(CONTROLS_FOLLOW_KEEPALIVE_S) as idle:
                     await _first(lambda: tail.wait_past(seq), state.changed, shutdown.requested.wait)
                 if idle.cancelled_caught:
                     yield b": keep-alive\n\n"

@@ -20,8 +20,9 @@ from typing import TextIO
 import trio
 
 from ..rules import scopes as _scopes
-from ..hub.api import HubRefused, HubSetupError, HubUnavailable, open_hub
-from ..settings import Settings
+from ..errors import HubRefused, HubSetupError, HubUnavailable
+from ..hub.api import open_hub
+from ..settings import AuthType, Settings
 
 #: Variables a Spawner sets that trioproxy relies on with --authtype oauth.
 REQUIRED = (
@@ -87,7 +88,7 @@ def _no_proxy_covers(no_proxy: str, host: str) -> bool:
 def check_environment(settings: Settings, environ: Mapping[str, str], report: Report) -> None:
     """Variables present and consistent with each other (no I/O)."""
     hub = settings.hub
-    oauth = hub.authtype == "oauth"
+    oauth = hub.authtype is AuthType.OAUTH
     missing = [name for name in REQUIRED if not environ.get(name)]
     if missing and oauth:
         report.fail(f"missing: {', '.join(missing)}",
@@ -270,7 +271,7 @@ def run(settings: Settings, environ: Mapping[str, str], out: TextIO = sys.stdout
     check_tls(settings, report)
     check_bind(settings, report)
     check_dependencies(report)
-    if settings.hub.authtype == "oauth" or settings.activity.interval_s > 0:
+    if settings.hub.authtype is AuthType.OAUTH or settings.activity.interval_s > 0:
         trio.run(check_hub, settings, report)
     summary = f"{report.failed} problem(s), {report.warned} warning(s)"
     print(("FAILED: " if report.failed else "OK: ") + summary, file=out)

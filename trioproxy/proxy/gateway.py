@@ -27,18 +27,12 @@ from ..hub.activity import ActivityTracker
 from ..child.supervisor import AppState, Status
 from ..metrics import Metrics
 from ..rules.pages import Send
-from ..settings import ProxySettings
+from ..settings import ERROR_PAGE_TAIL_LINES, OWNER_PAGE_WAIT_S, STARTING_REFRESH_S, ProxySettings
 from ..child.connection import Pool
 from .ws_keepalive import KeepAlive
 
 logger = logging.getLogger(__name__)
 
-#: Lines of the app's output shown on a 502 page.
-PAGE_TAIL_LINES = 25
-#: How long the owner's browser waits for a starting app before it gets the live start-up page, in seconds.
-OWNER_PAGE_WAIT_S = 1.0
-#: The "starting" page reloads itself this often, in seconds.
-STARTING_REFRESH_S = 2
 
 
 class LongLived:
@@ -171,7 +165,7 @@ class Gateway:
             body = _pages.render(
                 "The app is not running",
                 [f"The app {state.reason}.", "trioproxy restarts it; try again in a few seconds."],
-                log_lines=state.tail.lines(PAGE_TAIL_LINES) if owner else (),
+                log_lines=state.tail.lines(ERROR_PAGE_TAIL_LINES) if owner else (),
                 refresh_s=None,
             )
             await _pages.respond(scope, send, 502, body)

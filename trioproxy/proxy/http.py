@@ -43,7 +43,8 @@ from .gateway import Gateway
 from ..auth.passage import Passage
 from ..rules.pages import Send
 from ..settings import HEAD_HOLD_S, WATCH_AFTER_S
-from ..child.connection import Connection, UpstreamError
+from ..child.connection import Connection
+from ..errors import UpstreamError
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping, Sequence
 
+from ..errors import TemplateError as TemplateError  # raised here; defined with the others
+
 #: Every key a command word may use. ``{-}`` and ``{--}`` exist so option-like
 #: words reach the child without the CLI parser taking them.
 KEYS = frozenset(
@@ -27,10 +29,6 @@ KEYS = frozenset(
 )
 
 _FORMATTER = string.Formatter()
-
-
-class TemplateError(ValueError):
-    """A command word is not a valid template; the message names the word."""
 
 
 def _field_base(field_name: str) -> str:
