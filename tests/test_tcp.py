@@ -12,7 +12,8 @@ import trio.lowlevel
 from hypercorn.config import Config
 
 from trioproxy.compat.hypercorn import Worker
-from trioproxy.server.tcp import SEND_PIECE_BYTES, StallBoundTCPServer
+from trioproxy.server.tcp import StallBoundTCPServer
+from trioproxy.settings import CLIENT_SEND_PIECE_BYTES as SEND_PIECE_BYTES
 
 CHUNK = 4 * SEND_PIECE_BYTES  # one h11 event of several pieces
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import importlib
 
+from ..errors import TrioproxyError
+
 __all__ = ["MODULES", "CompatError", "check_all"]
 
 #: The compatibility modules, by the distribution each adapts.
@@ -37,7 +39,7 @@ MODULES = {
 }
 
 
-class CompatError(RuntimeError):
+class CompatError(TrioproxyError, RuntimeError):
     """An installed dependency is not one a compatibility module was read against, or changed."""
 
 

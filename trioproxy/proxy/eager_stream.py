@@ -7,7 +7,7 @@ each small message is one send and one receive, that is a measurable share of
 the work. :class:`EagerStream` first tries the plain non-blocking socket call
 and falls back to trio's (which waits, and translates errors) only when the
 socket would block or fails. To stay a good trio citizen it still yields
-every :data:`EAGER_RUN` eager calls, so a busy connection cannot starve others
+every :data:`EAGER_RUN_CALLS` eager calls, so a busy connection cannot starve others
 and cancellation is noticed.
 
 trio-websocket serialises its sends with a lock and receives from one task, so
@@ -25,10 +25,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-#: Eager (non-yielding) calls in a row before one goes through trio and yields.
-EAGER_RUN = 16
-#: receive_some() without a size reads up to this much (trio's default).
-RECEIVE_BYTES = 65536
+from ..settings import EAGER_RECEIVE_BYTES, EAGER_RUN_CALLS
+
 
 
 async def open_eager_tcp_stream(host: str, port: int) -> EagerStream:
@@ -62,7 +60,7 @@ class EagerStream(trio.abc.HalfCloseableStream):
         self.reader: Callable[[int | None], Awaitable[bytes]] | None = None
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._run < EAGER_RUN and data:
+        if self._run < EAGER_RUN_CALLS and data:
             try:
                 sent = self._raw.send(data)
             except (BlockingIOError, InterruptedError):
@@ -80,8 +78,8 @@ class EagerStream(trio.abc.HalfCloseableStream):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self.reader is not None:
             return await self.reader(max_bytes)
-        size = max_bytes or RECEIVE_BYTES
-        if self._run < EAGER_RUN:
+        size = max_bytes or EAGER_RECEIVE_BYTES
+        if self._run < EAGER_RUN_CALLS:
             try:
                 data = self._raw.recv(size)
             except (BlockingIOError, InterruptedError):

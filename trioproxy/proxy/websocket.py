@@ -52,6 +52,7 @@ from ..rules.pages import Send
 from ..server import ws_limits as _ws_limits
 from ..settings import WS_REFUSAL_BODY_MAX_BYTES
 from ..websocket_port import ClientPort, port_of
+from ..settings import WS_APP_QUEUE_MESSAGES, WS_APP_RECEIVE_BYTES
 from .eager_stream import EagerStream, open_eager_tcp_stream
 from .gateway import Gateway
 
@@ -59,10 +60,6 @@ logger = logging.getLogger(__name__)
 
 Receive = Any
 
-#: Messages buffered from the app before its reader waits for the client.
-UPSTREAM_QUEUE = 8
-#: Bytes read from the app's socket per call.
-UPSTREAM_RECEIVE_BYTES = 64 * 2**10
 
 GOING_AWAY = 1001
 INTERNAL_ERROR = 1011
@@ -133,9 +130,9 @@ async def bridge(
                         resource,
                         subprotocols=scope.get("subprotocols") or None,
                         extra_headers=headers,
-                        message_queue_size=UPSTREAM_QUEUE,
+                        message_queue_size=WS_APP_QUEUE_MESSAGES,
                         max_message_size=limit,
-                        receive_buffer_size=UPSTREAM_RECEIVE_BYTES,
+                        receive_buffer_size=WS_APP_RECEIVE_BYTES,
                     )
             except trio.TooSlowError:
                 problem = (504, "the app did not complete the websocket handshake in time (--request-timeout)")
@@ -226,7 +223,7 @@ class _HandshakeGuard:
 
     async def _read(self, max_bytes: int | None) -> bytes:
         try:
-            return bytes(await self._stream.stream.receive_some(max_bytes or UPSTREAM_RECEIVE_BYTES))
+            return bytes(await self._stream.stream.receive_some(max_bytes or WS_APP_RECEIVE_BYTES))
         except trio.BrokenResourceError:  # trio-websocket would take this for an abort, and wait forever
             raise _NoAnswer("the app reset the connection during the websocket handshake") from None
 

@@ -28,14 +28,13 @@ from collections.abc import Iterator
 import trio
 
 from ..websocket_port import ClientPort as Port
+from ..settings import WS_PING_CHECKS_PER_INTERVAL
 
 logger = logging.getLogger(__name__)
 
 #: The close code and reason for a client that answered nothing.
 TIMEOUT_CODE = 1011
 TIMEOUT_REASON = "keepalive ping timeout"
-#: The watcher looks at every websocket this many times per ping interval (or timeout, if shorter).
-CHECKS_PER_INTERVAL = 4
 
 
 class KeepAlive:
@@ -69,7 +68,7 @@ class KeepAlive:
         """Watch until cancelled (the owner's nursery ends it)."""
         if not self.enabled:
             return
-        tick = min(self.interval_s, self.timeout_s) / CHECKS_PER_INTERVAL
+        tick = min(self.interval_s, self.timeout_s) / WS_PING_CHECKS_PER_INTERVAL
         async with trio.open_nursery() as sends:
             while True:
                 await trio.sleep(tick)

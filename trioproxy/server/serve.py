@@ -25,21 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..settings import ServerSettings
+from ..errors import ServerError
+from ..settings import LISTEN_BACKLOG, ServerSettings
 from ..shutdown import Shutdown
 
 if TYPE_CHECKING:
     from hypercorn.config import Config
 
 logger = logging.getLogger(__name__)
-
-#: Listen backlog.
-BACKLOG = 1024
-
-
-class ServerError(Exception):
-    """The server could not start (address in use, bad TLS files); says which."""
-
 
 def make_config(s: ServerSettings) -> Config:
     from hypercorn.config import Config  # noqa: PLC0415 (see STACK_MODULES)
@@ -83,7 +76,7 @@ def bind(s: ServerSettings) -> list[socket.socket]:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
-        sock.listen(BACKLOG)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except OSError as exc:
         hint = " (another process uses it; choose --port)" if exc.errno == errno.EADDRINUSE else ""

@@ -12,7 +12,7 @@ aborted (RST, which also frees the unsent bytes at once) and the protocol told
 
 Minimum rate: one write is one h11 event (a response head, one body chunk as
 read from the app, at most 256 KiB; one websocket frame, up to
-``--websocket-max-message-size``), cut into pieces of :data:`SEND_PIECE_BYTES`
+``--websocket-max-message-size``), cut into pieces of :data:`CLIENT_SEND_PIECE_BYTES`
 that must each be taken by the kernel within ``stall_s``. A client reading
 more slowly than 256 KiB per 60 s (about 4 KiB/s) on top of what the socket
 buffers hold is cut; one that reads nothing but is sent nothing (an idle
@@ -50,20 +50,14 @@ import trio
 from hypercorn.events import Closed, Event, RawData
 
 from ..compat.hypercorn import ServerConnection, Worker
+from ..settings import CLIENT_RECEIVE_BYTES, CLIENT_SEND_PIECE_BYTES
 from .h11_guard import GuardedConnection
 from .idle import IdleTimer
 from .ws_stream import ProxyWSStream
 
 logger = logging.getLogger(__name__)
 
-#: A write larger than this is sent in pieces of this size, each with its own
-#: ``stall_s``: a big websocket message to a slow client is not a stall. The
-#: size of the proxy's reads from the app (``_upstream.RECEIVE_BYTES``), so a
-#: download goes out one write per read (64 KiB pieces cost 0.4 ms of CPU per MiB more).
-SEND_PIECE_BYTES = 256 * 2**10
 
-#: Bytes read from a client per receive call.
-RECEIVE_BYTES = 256 * 2**10
 
 #: SO_LINGER on, 0 s: close() sends RST and drops unsent data.
 _LINGER_ABORT = struct.pack("ii", 1, 0)
@@ -118,12 +112,12 @@ class StallBoundTCPServer(ServerConnection):
         logger.warning("a client at %s negotiated a protocol other than HTTP/1.1: closed", _peer(self.stream))
 
     async def read_loop(self) -> None:
-        # hypercorn's loop, with bigger reads (RECEIVE_BYTES; hypercorn reads 64 KiB:
+        # hypercorn's loop, with bigger reads (CLIENT_RECEIVE_BYTES; hypercorn reads 64 KiB:
         # an upload costs a tenth less CPU per MiB) and without its read_timeout,
         # which trioproxy does not set (stalls are bounded per request and per write).
         while True:
             try:
-                data = await self.stream.receive_some(RECEIVE_BYTES)
+                data = await self.stream.receive_some(CLIENT_RECEIVE_BYTES)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 break
             await self.protocol.handle(RawData(bytes(data)))
@@ -143,14 +137,14 @@ class StallBoundTCPServer(ServerConnection):
         Shielded like hypercorn's own write (a cancelled write would leave
         half a message on the wire), but bounded by its own deadline.
         """
-        if len(data) <= SEND_PIECE_BYTES:
+        if len(data) <= CLIENT_SEND_PIECE_BYTES:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + self.stall_s) as scope:
                 await self.stream.send_all(data)
             return not scope.cancelled_caught
         view = memoryview(data)
-        for start in range(0, len(view), SEND_PIECE_BYTES):
+        for start in range(0, len(view), CLIENT_SEND_PIECE_BYTES):
             with trio.CancelScope(shield=True, deadline=trio.current_time() + self.stall_s) as scope:
-                await self.stream.send_all(view[start : start + SEND_PIECE_BYTES])
+                await self.stream.send_all(view[start : start + CLIENT_SEND_PIECE_BYTES])
             if scope.cancelled_caught:
                 return False
         return True

@@ -27,11 +27,8 @@ from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
 
 from ..compat.wsproto import frame_decoder
+from ..settings import WS_DEFLATE_SLACK_BYTES
 
-#: A compressed (permessage-deflate) frame may be this much larger than the
-#: message it carries (deflate's worst case is ~0.03 % plus a few bytes); the
-#: decompressed size is checked again as it is inflated.
-DEFLATE_SLACK_BYTES = 1024
 
 
 class InboundLimit(Extension):
@@ -57,7 +54,7 @@ class InboundLimit(Extension):
             self.announced += payload_length
         else:
             self.announced = payload_length
-            self.slack = DEFLATE_SLACK_BYTES if rsv.rsv1 else 0
+            self.slack = WS_DEFLATE_SLACK_BYTES if rsv.rsv1 else 0
         if self.announced > self.limit + self.slack:
             return CloseReason.MESSAGE_TOO_BIG
         return RsvBits(False, False, False)
@@ -75,5 +72,5 @@ def attach(connection: Connection, limit: int) -> bool:
     header = decoder.header
     if header is None or header.opcode.iscontrol():
         return True
-    return bool(header.payload_len <= limit + (DEFLATE_SLACK_BYTES if header.rsv.rsv1 else 0))
+    return bool(header.payload_len <= limit + (WS_DEFLATE_SLACK_BYTES if header.rsv.rsv1 else 0))
 
