@@ -176,7 +176,8 @@ async def serve_proxy(
     (``lambda s: dataclasses.replace(s, ...)``), for bounds no option sets (test hooks are not settings).
     On exit the run's shutdown order runs (bounded), as on SIGTERM.
     """
-    from trioproxy.run import serving  # the whole server: test modules that only parse need none
+    # Imported here: the whole server, which test modules that only parse need none of.
+    from trioproxy.run import serving
 
     s = settings or proxy_settings(args, env=env, prefix=prefix, port=port, authtype=authtype)
     if adjust is not None:

@@ -93,6 +93,8 @@ class Parts:
     tracker: ActivityTracker
     gateway: Gateway
     supervisor: Supervisor
+    #: What this run started (no other run in the process sees it).
+    reaper: _reaper.Reaper
 
     @classmethod
     def build(cls, settings: Settings) -> Parts:
@@ -104,7 +106,7 @@ class Parts:
                           own_cookie=settings.hub.cookie_name,
                           logs_for_all=settings.hub.authtype == "none" and settings.hub.public_controls)
         supervisor = Supervisor(settings.child, state, on_ready=pool.reset)
-        return cls(settings, Shutdown(), state, metrics, pool, tracker, gateway, supervisor)
+        return cls(settings, Shutdown(), state, metrics, pool, tracker, gateway, supervisor, _reaper.Reaper())
 
 
 @dataclass
@@ -156,12 +158,17 @@ async def serving(settings: Settings) -> AsyncIterator[Running]:
         running: Running = await nursery.start(_own_run, Parts.build(settings))
         try:
             yield running
+        except BaseException:
+            # Cancelled or failed: no drain. The app's group goes at once (stop() with the deadline
+            # now: SIGTERM, then SIGKILL), without being taken for a crash.
+            running.parts.supervisor.stop(trio.current_time())
+            raise
         finally:
             running.request_shutdown("the in-process run was left")
 
 
 async def _own_run(parts: Parts, *, task_status: trio.TaskStatus[Running]) -> None:
-    _reaper.own(_reaper.Reaper())  # this task's, and its children's: no other run sees it
+    _reaper.own(parts.reaper)  # this task's, and its children's: no other run sees it
     await _root(parts, task_status=task_status)
 
 
@@ -172,8 +179,8 @@ async def run(settings: Settings, *, reap_orphans: bool = False) -> int:
     ``reap_orphans`` (the process is a subreaper, or PID 1) orphaned
     descendants are reaped as they exit. At the end every child left is killed.
     """
-    _reaper.own(_reaper.Reaper())
     parts = Parts.build(settings)
+    _reaper.own(parts.reaper)
     budget = settings.server.shutdown_timeout_s
     if os.getpid() == 1:
         logger.info("running as PID 1: handling signals and reaping orphans")

@@ -176,6 +176,7 @@ async def serve(
             _abort(stream)
         finally:
             streams.discard(stream)
+            _abort(stream)  # cancelled, hypercorn's close never ran (its send_eof raised first)
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
