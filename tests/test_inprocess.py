@@ -103,3 +103,42 @@ async def test_request_shutdown_with_hurry_skips_the_drain(jump_clock):
             assert running.request_shutdown("asked", hurry=True)
         assert trio.current_time() - t0 < 5 and running.shutdown.reason == "asked"
         await stream.aclose()
+
+
+async def test_each_run_finds_its_own_reaper_and_no_sweep_runs_during_its_starts():
+    a, b = _reaper.Reaper(), _reaper.Reaper()
+    seen: dict[str, _reaper.Reaper] = {}
+
+    async def a_run(name: str, reaper: _reaper.Reaper) -> None:
+        _reaper.own(reaper)
+        await trio.lowlevel.checkpoint()
+        async def started_by_the_run() -> None:
+            seen[name] = _reaper.current()
+
+        async with trio.open_nursery() as n:  # what the run starts inherits it
+            n.start_soon(started_by_the_run)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(a_run, "a", a)
+        n.start_soon(a_run, "b", b)
+    assert seen == {"a": a, "b": b} and _reaper.current() not in (a, b)
+
+    # An exited child nobody registered: swept, except while a start is under way.
+    orphan = await trio.lowlevel.open_process(["true"])
+    with trio.fail_after(10):
+        while _state(orphan.pid) != "Z":
+            await trio.sleep(0.01)
+    a.starting = 1
+    assert a.reap_zombies(lambda: None) == 0 and _state(orphan.pid) == "Z"
+    a.starting = 0
+    assert a.reap_zombies(lambda: None) >= 1 and _state(orphan.pid) is None
+    with trio.fail_after(5):
+        await orphan.wait()  # already reaped: trio reads no status (ECHILD)
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except OSError:
+        return None

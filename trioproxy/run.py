@@ -150,7 +150,7 @@ async def serving(settings: Settings) -> AsyncIterator[Running]:
     tears everything down at once (the app's process group is killed and
     reaped, every connection and websocket bridge cancelled).
 
-    Raises:
+    Raises (in an exception group, as from any nursery):
         ServerError: the server could not listen.
         HubSetupError: the Hub API client could not be set up.
     """
