@@ -31,25 +31,23 @@ from typing import Any
 
 import trio
 
-from .hub import activity as _activity
-
-from .hub import api as _hub_api
-
-from .child import reaper as _reaper
-from .hub.activity import ActivityTracker
-from .child.output import LogTail
-from .proxy.gateway import Gateway
+from ._version import __version__
 from .auth.passage import Authenticator, NoAuth
-from .hub.api import HubAPI
-from .ops.lazyapp import LazyApp
-from .metrics import Metrics
+from .child import reaper as _reaper
+from .child.connection import Pool
+from .child.output import LogTail
 from .child.supervisor import AppFailed, AppState, Status, Supervisor
+from .hub import activity as _activity
+from .hub import api as _hub_api
+from .hub.activity import ActivityTracker
+from .hub.api import HubAPI
+from .metrics import Metrics
+from .ops.lazyapp import LazyApp
+from .proxy.gateway import Gateway
 from .rules.routing import Router
 from .server.serve import Listening, ServerError, serve
 from .settings import WEB_WARM_DELAY_S, Settings
 from .shutdown import Shutdown
-from .child.connection import Pool
-from ._version import __version__
 
 logger = logging.getLogger(__name__)
 
