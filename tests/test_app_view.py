@@ -21,7 +21,7 @@ import pytest
 import trio
 import trio_websocket
 
-from .conftest import APPS, PY, app_cmd, free_port, run_proxy
+from .conftest import APPS, PY, app_cmd, free_port, run_proxy, serve_proxy
 from .fake_hub import API_TOKEN, fake_hub
 
 PEEK = app_cmd("peek_app.py")
@@ -160,7 +160,7 @@ def _check(headers: list[list[str]], prefix: str, host: str) -> None:
 async def test_forwarded_headers_are_trioproxys_own_and_underscores_never_arrive(keep_prefix):
     with trio.fail_after(60):
         args = ["--keep-prefix", *ECHO] if keep_prefix else ECHO
-        async with run_proxy(args) as p:
+        async with serve_proxy(args) as p:
             await p.wait_ready()
             async with client() as c:
                 r = await c.get(p.url + "/echo", headers=SPOOFS)
@@ -195,7 +195,7 @@ async def test_a_client_x_forwarded_host_never_makes_a_cross_site_request_same_s
         async with fake_hub() as hub:
             port = free_port()
             env = hub.env(proxy_port=port, JUPYTERHUB_PUBLIC_URL="http://hub.example.org")
-            async with run_proxy(ECHO, env=env, prefix="/user/dan/", port=port, authtype="oauth") as p:
+            async with serve_proxy(ECHO, env=env, prefix="/user/dan/", port=port, authtype="oauth") as p:
                 await p.wait_ready()
                 async with client() as c:
                     await _login(c, p.url + "/echo")

@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from . import rawnet
-from .conftest import app_cmd, run_proxy
+from .conftest import app_cmd, run_proxy, serve_proxy
 from .rawnet import OP_CLOSE, OP_TEXT, close_payload
 
 BAD = app_cmd("bad_app.py")
@@ -68,7 +68,7 @@ MALFORMED = [
 async def test_malformed_responses_get_502_and_the_next_request_is_fine():
     problems: list[str] = []
     with trio.fail_after(90):
-        async with run_proxy(BAD) as p, client() as c:
+        async with serve_proxy(BAD) as p, client() as c:
             await p.wait_ready()
             for path in MALFORMED:
                 try:
@@ -101,12 +101,12 @@ async def test_malformed_responses_get_502_and_the_next_request_is_fine():
     assert not problems, "\n".join(problems)
 
 
-async def test_content_length_and_chunked_together_cannot_split_the_response():
+async def test_content_length_and_chunked_together_cannot_split_the_response(jump_clock):
     """bad_app's /cl-te is chunked, but read by its Content-Length it leaves a second response
     (body SMUGGLED) on the connection. trioproxy must answer 502, or pass on the chunked body
     without the Content-Length; the next request must get its own answer, never SMUGGLED."""
     with trio.fail_after(60):
-        async with run_proxy(BAD) as p, client() as c:
+        async with serve_proxy(BAD) as p, client() as c:
             await p.wait_ready()
             for i in range(3):
                 with trio.fail_after(15):
@@ -128,7 +128,7 @@ async def test_content_length_and_chunked_together_cannot_split_the_response():
 @pytest.mark.parametrize("path", ["/close-midbody-cl", "/close-midbody-chunked"])
 async def test_a_body_cut_short_is_an_error_for_the_client_and_no_one_else(path):
     with trio.fail_after(60):
-        async with run_proxy(BAD) as p, client() as c:
+        async with serve_proxy(BAD) as p, client() as c:
             await p.wait_ready()
             statuses: list[int] = []
             stop = trio.Event()
@@ -198,7 +198,7 @@ async def test_an_endless_body_streams_with_backpressure_until_the_client_leaves
 
 async def test_an_app_that_never_answers_gets_504_and_its_connection_is_closed():
     with trio.fail_after(60):
-        async with run_proxy(["--request-timeout", "1", *BAD]) as p, client() as c:
+        async with serve_proxy(["--request-timeout", "1", *BAD]) as p, client() as c:
             await p.wait_ready()
             results: dict[str, tuple[int, float]] = {}
 
@@ -232,7 +232,7 @@ async def test_an_app_that_never_answers_gets_504_and_its_connection_is_closed()
 
 async def test_hop_by_hop_response_headers_are_dropped_and_the_client_connection_kept():
     with trio.fail_after(30):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
             conn = await rawnet.connect(p.port)
             await conn.send(rawnet.request("GET", "/user/test/hop"))
@@ -297,7 +297,7 @@ async def test_an_app_flooding_a_websocket():
 async def test_websockets_an_app_breaks():
     problems: list[str] = []
     with trio.fail_after(60):
-        async with run_proxy(["--websocket-max-message-size", "1024", *BAD]) as p, client() as c:
+        async with serve_proxy(["--websocket-max-message-size", "1024", *BAD]) as p, client() as c:
             await p.wait_ready()
             # A 101 with a wrong Sec-WebSocket-Accept: the client is refused with a 502.
             try:

@@ -16,7 +16,7 @@ import trio
 
 from trioproxy.child import guardian as _guardian
 
-from .conftest import PY, app_cmd, run_proxy
+from .conftest import PY, app_cmd, run_proxy, serve_proxy
 
 ECHO = app_cmd("echo_app.py")
 
@@ -27,7 +27,7 @@ def client() -> httpx.AsyncClient:
 
 async def test_app_that_exits_is_restarted_and_serves_again():
     with trio.fail_after(60):
-        async with run_proxy(ECHO) as p, client() as c:
+        async with serve_proxy(ECHO) as p, client() as c:
             first = (await c.get(p.url + "/pid")).json()["pid"]
             for code in (1, 0):
                 await c.get(p.url + f"/exit?code={code}")
@@ -59,9 +59,11 @@ async def test_repeated_failure_exits_nonzero_with_escaped_page():
             assert "giving up" in p.log
 
 
-async def test_not_ready_gets_starting_page_then_restart():
+async def test_not_ready_gets_starting_page_then_restart(jump_clock):
+    # Nothing here waits on the app (it never answers): trio's clock jumps as soon as the loop idles.
+    jump_clock.autojump_threshold = 0.02
     with trio.fail_after(60):
-        async with run_proxy(["--ready-timeout", "8", *app_cmd("crash_app.py", "--mode", "never-ready")]) as p, client() as c:
+        async with serve_proxy(["--ready-timeout", "8", *app_cmd("crash_app.py", "--mode", "never-ready")]) as p, client() as c:
             r = await c.get(p.url + "/")
             assert r.status_code == 503 and "starting" in r.text and r.headers["retry-after"]
             await p.wait_log("did not answer on / within 8 s", timeout=20)
@@ -70,7 +72,7 @@ async def test_not_ready_gets_starting_page_then_restart():
 
 async def test_chatty_app_never_blocks_and_long_lines_are_cut():
     with trio.fail_after(60):
-        async with run_proxy(app_cmd("crash_app.py", "--mode", "chatty")) as p, client() as c:
+        async with serve_proxy(app_cmd("crash_app.py", "--mode", "chatty")) as p, client() as c:
             r = await c.get(p.url + "/")
             assert r.status_code == 200 and "chatty ok" in r.text
             assert "bytes cut]" in p.log
@@ -78,14 +80,14 @@ async def test_chatty_app_never_blocks_and_long_lines_are_cut():
 
 async def test_no_logs_silences_app_lines():
     with trio.fail_after(30):
-        async with run_proxy(["--no-logs", *ECHO]) as p, client() as c:
+        async with serve_proxy(["--no-logs", *ECHO]) as p, client() as c:
             assert (await c.get(p.url + "/")).status_code == 200
             assert "echo_app listening" not in p.log
 
 
-async def test_origin_host_starts_the_app_on_first_request():
+async def test_origin_host_starts_the_app_on_first_request(jump_clock):
     with trio.fail_after(40):
-        async with run_proxy([*ECHO, "--prefix", "{origin_host}"]) as p, client() as c:
+        async with serve_proxy([*ECHO, "--prefix", "{origin_host}"]) as p, client() as c:
             await trio.sleep(1)
             assert "starting the app" not in p.log
             r = await c.get(p.url + "/x", headers={"Host": "hub.example:8443"})
@@ -97,7 +99,7 @@ async def test_ready_check_path_and_destport():
         from .conftest import free_port
 
         port = free_port()
-        async with run_proxy(["--destport", str(port), "--ready-check-path", "/status/204", *ECHO]) as p, client() as c:
+        async with serve_proxy(["--destport", str(port), "--ready-check-path", "/status/204", *ECHO]) as p, client() as c:
             await p.wait_ready()
             assert f"on port {port}" in p.log
             r = await c.get(p.url + "/")

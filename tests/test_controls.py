@@ -7,7 +7,7 @@ import json
 import httpx
 import trio
 
-from .conftest import app_cmd, free_port, run_proxy
+from .conftest import app_cmd, free_port, serve_proxy
 from .fake_hub import fake_hub
 
 PREFIX = "/user/dan/"
@@ -15,7 +15,7 @@ PREFIX = "/user/dan/"
 
 async def start(hub, *args):
     port = free_port()
-    return run_proxy([*args, *app_cmd("echo_app.py")], env=hub.env(proxy_port=port), prefix=PREFIX, port=port,
+    return serve_proxy([*args, *app_cmd("echo_app.py")], env=hub.env(proxy_port=port), prefix=PREFIX, port=port,
                      authtype="oauth")
 
 
@@ -114,7 +114,7 @@ async def test_start_up_page_streams_logs_to_the_owner_only():
         dan = {"Authorization": f"token {hub.add_user('dan')}"}
         sam = {"Authorization": f"token {hub.add_user('sam', scopes=['access:servers!server=dan/'])}"}
         port = free_port()
-        async with run_proxy(SLOW_START, env=hub.env(proxy_port=port), prefix=PREFIX, port=port,
+        async with serve_proxy(SLOW_START, env=hub.env(proxy_port=port), prefix=PREFIX, port=port,
                              authtype="oauth") as proxy:
             async with httpx.AsyncClient(trust_env=False, timeout=15) as c:
                 with trio.fail_after(30):
@@ -133,7 +133,7 @@ async def test_failure_page_shows_the_last_lines_to_the_owner_only():
         sam = {"Authorization": f"token {hub.add_user('sam', scopes=['access:servers!server=dan/'])}"}
         port = free_port()
         crash = ["--max-restarts", "20", "--", "sh", "-c", "echo secret-ish-line; exit 3"]
-        async with run_proxy(crash, env=hub.env(proxy_port=port), prefix=PREFIX, port=port, authtype="oauth") as proxy:
+        async with serve_proxy(crash, env=hub.env(proxy_port=port), prefix=PREFIX, port=port, authtype="oauth") as proxy:
             await proxy.wait_log("secret-ish-line")
             async with httpx.AsyncClient(trust_env=False, timeout=15) as c:
                 with trio.fail_after(30):
@@ -189,7 +189,7 @@ async def test_a_restart_with_the_login_cookie_needs_the_pages_anti_forgery_toke
         token = hub.add_user("dan")
         other_login = hub.add_user("dan")
         port = free_port()
-        async with run_proxy(["--cookie-secret-file", str(secret), *app_cmd("echo_app.py")],
+        async with serve_proxy(["--cookie-secret-file", str(secret), *app_cmd("echo_app.py")],
                              env=hub.env(proxy_port=port), prefix=PREFIX, port=port, authtype="oauth") as proxy:
             await proxy.wait_ready()
             ctl = proxy.url + "/_trioproxy"
@@ -232,7 +232,7 @@ async def test_public_servers_show_no_controls_and_no_output_unless_asked():
     for public in (False, True):
         port = free_port()
         args = ["--public-controls", *crash] if public else crash
-        async with run_proxy(args, prefix=PREFIX, port=port, authtype="none") as proxy:
+        async with serve_proxy(args, prefix=PREFIX, port=port, authtype="none") as proxy:
             await proxy.wait_log("DB_PASSWORD")
             ctl = proxy.url + "/_trioproxy"
             async with httpx.AsyncClient(trust_env=False, timeout=10) as c:

@@ -22,7 +22,7 @@ import httpx
 import trio
 
 from . import rawnet
-from .conftest import app_cmd, run_proxy
+from .conftest import app_cmd, serve_proxy
 from .rawnet import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, close_payload, frame
 
 BAD = app_cmd("bad_app.py")
@@ -35,6 +35,8 @@ MAX_HEAD = 64 * 2**10
 #: in the middle of a request, of a websocket frame, or not reading what it asked for,
 #: holds as much and deserves no longer.
 STALL_BOUND_S = 75.0
+#: The stalled clients' test waits on trio's clock (``jump_clock``), idle this long before a jump.
+STALL_JUMP_IDLE_S = 0.05
 
 
 async def seen(p) -> dict:
@@ -125,7 +127,7 @@ MALFORMED = [
 async def test_malformed_request_lines_and_headers_get_400_and_close():
     problems: list[str] = []
     with trio.fail_after(120):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
             await check_cases(p, [(n, d, s, True) for n, d, s in MALFORMED], problems)
             # The HTTP/2 preface: refused with 505, never answered in HTTP/2 (test_protocol_surface has more).
@@ -188,10 +190,10 @@ SMUGGLING = [
 ]
 
 
-async def test_request_smuggling_is_impossible():
+async def test_request_smuggling_is_impossible(jump_clock):
     problems: list[str] = []
     with trio.fail_after(120):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
             await check_cases(p, [(n, d, s, True) for n, d, s, _ in SMUGGLING], problems)
             # The refusal races hypercorn's parsing of the pipelined request behind it
@@ -243,12 +245,12 @@ async def test_request_smuggling_is_impossible():
 # --- oversized heads ----------------------------------------------------------------------------
 
 
-async def test_oversized_heads_get_431_and_never_reach_the_app():
+async def test_oversized_heads_get_431_and_never_reach_the_app(jump_clock):
     problems: list[str] = []
     big_header = b"X-Big: " + b"b" * (100 * 2**10) + b"\r\n"
     many_headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(800))
     with trio.fail_after(120):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
             cases = [
                 ("one 100 KiB header, in one write", _req(b"/user/test/big-one", H + big_header), {431}, True),
@@ -305,12 +307,12 @@ CLIMBS = [
 ]
 
 
-async def test_paths_that_climb_out_of_the_prefix_are_refused():
+async def test_paths_that_climb_out_of_the_prefix_are_refused(jump_clock):
     """Once its dot-segments are resolved (RFC 3986 §5.2.4, %2E being '.'), such a path is not under
     the prefix: it gets 404 (or 400), and the app never sees it, whatever it would make of it."""
     problems: list[str] = []
     with trio.fail_after(90):
-        async with run_proxy(BAD, prefix="/user/alice/") as p:
+        async with serve_proxy(BAD, prefix="/user/alice/") as p:
             await p.wait_ready()
             for i, path in enumerate(CLIMBS):
                 with trio.fail_after(15):
@@ -339,10 +341,10 @@ async def test_paths_that_climb_out_of_the_prefix_are_refused():
     assert not problems, "\n".join(problems)
 
 
-async def test_absurd_urls_get_clear_answers():
+async def test_absurd_urls_get_clear_answers(jump_clock):
     every_byte = "".join(f"%{b:02X}" for b in range(256))
     with trio.fail_after(90):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
 
             async def one(data: bytes) -> rawnet.Response:
@@ -392,9 +394,9 @@ async def test_random_garbage_never_crashes_or_hangs():
         cases.append(data + b"\r\n\r\n")
     outcomes: list[tuple[int, list[int], bool]] = []
     with trio.fail_after(120):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
-            pid = p.proc.pid
+            pid = p.pid
             fds_before = rawnet.fd_count(pid)
             limiter = trio.CapacityLimiter(50)
 
@@ -444,7 +446,7 @@ WS_CASES = [
 async def test_hostile_websocket_frames_get_their_close_codes():
     problems: list[str] = []
     with trio.fail_after(120):
-        async with run_proxy(["--websocket-max-message-size", "1024", *ECHO]) as p:
+        async with serve_proxy(["--websocket-max-message-size", "1024", *ECHO]) as p:
             await p.wait_ready()
             for name, frames, want in WS_CASES:
                 with trio.fail_after(15):
@@ -497,25 +499,27 @@ async def test_hostile_websocket_frames_get_their_close_codes():
 # --- clients that stall ---------------------------------------------------------------------------
 
 
-async def test_stalled_clients_are_cut_within_a_bound():
+async def test_stalled_clients_are_cut_within_a_bound(jump_clock):
     """Clients that stall mid-request, mid-websocket-frame, or stop reading what they asked for are
     disconnected within STALL_BOUND_S, all at once and without slowing anyone else down."""
     closed_after: dict[str, float | None] = {}
     with trio.fail_after(STALL_BOUND_S + 60):
-        async with run_proxy(ECHO) as p:
+        async with serve_proxy(ECHO) as p:
             await p.wait_ready()
-            pid = p.proc.pid
+            pid = p.pid
             await still_serving(p)
             fds_before = rawnet.fd_count(pid)
+            # From here on only timers wait (the app answers within milliseconds): jump sooner.
+            jump_clock.autojump_threshold = STALL_JUMP_IDLE_S
 
             async def watch(name: str, conn: rawnet.Conn, t0: float) -> None:
                 """Wait, reading nothing, until trioproxy has closed (or shut down) its end of ``conn``."""
                 client_port = conn.stream.socket.getsockname()[1]
                 try:
-                    while time.monotonic() - t0 < STALL_BOUND_S + 10:
+                    while trio.current_time() - t0 < STALL_BOUND_S + 10:
                         await trio.sleep(0.5)
                         if not rawnet.server_side_open(p.port, client_port):
-                            closed_after[name] = time.monotonic() - t0
+                            closed_after[name] = trio.current_time() - t0
                             return
                     closed_after[name] = None
                 finally:
@@ -524,11 +528,11 @@ async def test_stalled_clients_are_cut_within_a_bound():
             async def head_partial() -> None:
                 conn = await rawnet.connect(p.port)
                 await conn.send(b"GET /user/test/stall HTTP/1.1\r\nHost: a\r\n")
-                await watch("head, partial", conn, time.monotonic())
+                await watch("head, partial", conn, trio.current_time())
 
             async def head_trickle() -> None:
                 conn = await rawnet.connect(p.port)
-                t0 = time.monotonic()
+                t0 = trio.current_time()
                 await conn.send(b"GET /user/test/stall HTTP/1.1\r\nHost: a\r\n")
 
                 async def trickle() -> None:
@@ -547,29 +551,29 @@ async def test_stalled_clients_are_cut_within_a_bound():
             async def body_partial_cl() -> None:
                 conn = await rawnet.connect(p.port)
                 await conn.send(b"POST /user/test/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
-                await watch("body with Content-Length, partial", conn, time.monotonic())
+                await watch("body with Content-Length, partial", conn, trio.current_time())
 
             async def body_partial_chunked() -> None:
                 conn = await rawnet.connect(p.port)
                 await conn.send(b"POST /user/test/upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
                                 b"a\r\n0123456789\r\n")
-                await watch("chunked body, partial", conn, time.monotonic())
+                await watch("chunked body, partial", conn, trio.current_time())
 
             async def ws_midframe() -> None:
                 ws = await rawnet.ws_connect(p.port, "/user/test/ws")
                 f = frame(OP_BINARY, b"x" * 1000)
                 await ws.conn.send(f[:100])
-                await watch("websocket, half a frame", ws.conn, time.monotonic())
+                await watch("websocket, half a frame", ws.conn, trio.current_time())
 
             async def download_unread() -> None:
                 conn = await rawnet.connect(p.port)
                 await conn.send(rawnet.request("GET", "/user/test/large?size=2000000000"))
-                await watch("not reading: a large download", conn, time.monotonic())
+                await watch("not reading: a large download", conn, trio.current_time())
 
             async def ws_unread() -> None:
                 ws = await rawnet.ws_connect(p.port, "/user/test/ws")
                 await ws.send_text("flood:100000000")
-                await watch("not reading: a websocket the app floods", ws.conn, time.monotonic())
+                await watch("not reading: a websocket the app floods", ws.conn, trio.current_time())
 
             async with trio.open_nursery() as n:
                 for case in (head_partial, head_trickle, body_partial_cl, body_partial_chunked, ws_midframe,

@@ -1,4 +1,4 @@
-"""HTTP through a real trioproxy process to the real echo app, over loopback sockets.
+"""HTTP through trioproxy (in-process) to the real echo app, over loopback sockets.
 
 Every test is bounded by ``trio.fail_after``.
 """
@@ -12,7 +12,7 @@ import time
 import httpx
 import trio
 
-from .conftest import app_cmd, run_proxy
+from .conftest import app_cmd, serve_proxy
 
 ECHO = app_cmd("echo_app.py")
 
@@ -23,7 +23,7 @@ def client(**kw) -> httpx.AsyncClient:
 
 async def test_path_query_and_methods_byte_for_byte():
     with trio.fail_after(40):
-        async with run_proxy(ECHO) as p, client() as c:
+        async with serve_proxy(ECHO) as p, client() as c:
             raw = "/a%2Fb/%40x/%25y/c%3Fd%23e"
             query = "x=1&x=2&flag&p=a+b&q=%20z"
             r = await c.get(p.url + raw + "?" + query)
@@ -40,7 +40,7 @@ async def test_path_query_and_methods_byte_for_byte():
 
 async def test_prefix_redirects_and_404():
     with trio.fail_after(40):
-        async with run_proxy(ECHO, prefix="/user/dan@x.com/") as p, client() as c:
+        async with serve_proxy(ECHO, prefix="/user/dan@x.com/") as p, client() as c:
             base = f"http://127.0.0.1:{p.port}"
             r = await c.get(base + "/user/dan@x.com?a=1")
             assert r.status_code == 302 and r.headers["location"] == "/user/dan@x.com/?a=1"
@@ -54,7 +54,7 @@ async def test_prefix_redirects_and_404():
 
 async def test_headers_host_forwarded_hop_by_hop_cookies_gzip():
     with trio.fail_after(40):
-        async with run_proxy(ECHO) as p, client() as c:
+        async with serve_proxy(ECHO) as p, client() as c:
             r = await c.get(
                 p.url + "/h",
                 headers={"Host": "hub.example:8443", "Connection": "keep-alive, X-Foo", "X-Foo": "1", "TE": "trailers",
@@ -84,7 +84,7 @@ async def test_headers_host_forwarded_hop_by_hop_cookies_gzip():
 
 async def test_sse_streams_unbuffered_and_outlives_request_timeout():
     with trio.fail_after(40):
-        async with run_proxy(["--request-timeout", "1", *ECHO]) as p, client() as c:
+        async with serve_proxy(["--request-timeout", "1", *ECHO]) as p, client() as c:
             await p.wait_ready()
             t0 = time.monotonic()
             events = []
@@ -102,7 +102,7 @@ async def test_sse_streams_unbuffered_and_outlives_request_timeout():
 async def test_large_download_and_upload_stream():
     size = 100 * 2**20
     with trio.fail_after(90):
-        async with run_proxy(ECHO) as p, client() as c:
+        async with serve_proxy(ECHO) as p, client() as c:
             h = hashlib.sha256()
             n = 0
             async with c.stream("GET", p.url + f"/large?size={size}") as r:
@@ -129,7 +129,7 @@ async def test_large_download_and_upload_stream():
 
 async def test_timeout_is_504_and_cut_body_is_an_error():
     with trio.fail_after(40):
-        async with run_proxy(["--request-timeout", "1", *ECHO]) as p, client() as c:
+        async with serve_proxy(["--request-timeout", "1", *ECHO]) as p, client() as c:
             r = await c.get(p.url + "/slow?delay=3")
             assert r.status_code == 504 and "request-timeout" in r.text
             try:
@@ -144,7 +144,7 @@ async def test_timeout_is_504_and_cut_body_is_an_error():
 
 async def test_client_disconnect_frees_the_stream():
     with trio.fail_after(40):
-        async with run_proxy(ECHO) as p:
+        async with serve_proxy(ECHO) as p:
             await p.wait_ready()
             for _ in range(30):
                 async with client() as c:
@@ -158,7 +158,7 @@ async def test_client_disconnect_frees_the_stream():
 
 async def test_concurrent_requests_are_not_capped():
     with trio.fail_after(40):
-        async with run_proxy(ECHO) as p, client() as c:
+        async with serve_proxy(ECHO) as p, client() as c:
             await p.wait_ready()
             t0 = time.monotonic()
             results = []
@@ -176,7 +176,7 @@ async def test_concurrent_requests_are_not_capped():
 
 async def test_env_reaches_the_app_and_group_is_separate():
     with trio.fail_after(40):
-        async with run_proxy(ECHO, env={"JUPYTERHUB_USER": "dan", "TRIOPROXY_TEST_X": "1"}) as p, client() as c:
+        async with serve_proxy(ECHO, env={"JUPYTERHUB_USER": "dan", "TRIOPROXY_TEST_X": "1"}) as p, client() as c:
             info = (await c.get(p.url + "/pid")).json()
             assert info["env"]["JUPYTERHUB_USER"] == "dan" and info["env"]["TRIOPROXY_TEST_X"] == "1"
             assert info["pgid"] == info["pid"]  # its own process group

@@ -16,7 +16,7 @@ import pytest
 import trio
 import trio_websocket
 
-from .conftest import app_cmd, free_port, run_proxy
+from .conftest import app_cmd, free_port, run_proxy, serve_proxy
 from .fake_hub import API_TOKEN, CLIENT_ID, fake_hub
 
 PREFIX = "/user/dan/"
@@ -26,11 +26,13 @@ def client(**kw) -> httpx.AsyncClient:
     return httpx.AsyncClient(trust_env=False, timeout=15, **kw)
 
 
-async def start(hub, *args, env=None, port=None, **extra_env):
+async def start(hub, *args, env=None, port=None, real=False, **extra_env):
+    """trioproxy in-process in front of the echo app, with ``hub``'s environment (``real``: as a process)."""
     port = port or free_port()
     full = hub.env(proxy_port=port, **extra_env)
     full.update(env or {})
-    return run_proxy([*args, *app_cmd("echo_app.py")], env=full, prefix=PREFIX, port=port, authtype="oauth")
+    return (run_proxy if real else serve_proxy)(
+        [*args, *app_cmd("echo_app.py")], env=full, prefix=PREFIX, port=port, authtype="oauth")
 
 
 async def login(c: httpx.AsyncClient, url: str) -> httpx.Response:
@@ -404,7 +406,7 @@ async def test_revoked_token_stops_within_the_cache_ttl():
                     assert (await c.get(proxy.url + "/echo", headers=h)).status_code == 403
 
 
-async def test_hub_down_500_and_slow():
+async def test_hub_down_500_and_slow(jump_clock):
     async with fake_hub() as hub:
         tok = hub.add_user("dan")
         fresh = hub.add_user("dan")
@@ -453,7 +455,7 @@ async def test_readiness_probe_held_while_the_app_starts():
         # The app takes about 2 s to listen.
         args = ["--hub-ready-timeout", "20", "--ready-timeout", "30",
                 "--", "sh", "-c", f"sleep 2; exec {app_cmd('echo_app.py')[1]} {app_cmd('echo_app.py')[2]} --port {{port}}"]
-        async with run_proxy(args, env=env, prefix=PREFIX, port=port, authtype="oauth") as proxy:
+        async with serve_proxy(args, env=env, prefix=PREFIX, port=port, authtype="oauth") as proxy:
             async with client() as c:
                 with trio.fail_after(20):
                     r = await c.get(proxy.url + "/api")
@@ -463,7 +465,7 @@ async def test_readiness_probe_held_while_the_app_starts():
                         r = await c.get(proxy.url + "/api")
                     assert r.status_code == 302  # the Hub counts any non-5xx as up
                     assert "the app is ready" in proxy.log
-        async with run_proxy(["--hub-ready-timeout", "0.5", "--", "sleep", "60"], env=hub.env(proxy_port=port),
+        async with serve_proxy(["--hub-ready-timeout", "0.5", "--", "sleep", "60"], env=hub.env(proxy_port=port),
                              prefix=PREFIX, port=port, authtype="oauth") as proxy:
             async with client() as c:
                 with trio.fail_after(10):
@@ -472,7 +474,7 @@ async def test_readiness_probe_held_while_the_app_starts():
                     assert r.status_code == 302
 
 
-async def test_activity_reports_default_server_backoff_and_refusal():
+async def test_activity_reports_default_server_backoff_and_refusal(jump_clock):
     async with fake_hub() as hub:
         tok = hub.add_user("dan")
         args = ["--last-activity-interval", "1", "--no-force-alive"]
@@ -513,7 +515,7 @@ async def test_a_refused_websocket_followed_by_a_request_on_its_connection_leave
     from . import rawnet
 
     async with fake_hub() as hub:
-        async with await start(hub) as proxy:
+        async with await start(hub, real=True) as proxy:  # the server stays up: a real process's
             await proxy.wait_ready()
             ws = rawnet.request("GET", "/user/dan/ws", headers=[
                 ("Upgrade", "websocket"), ("Connection", "Upgrade"),

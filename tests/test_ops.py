@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import trio
 
-from .conftest import APPS, PY, free_port, run_proxy
+from .conftest import APPS, PY, free_port, serve_proxy
 from .fake_hub import fake_hub
 
 
@@ -14,7 +14,7 @@ async def test_live_and_ready_need_no_login_and_say_nothing_else():
         port = free_port()
         slow_app = ["--ready-timeout", "30", "--", "sh", "-c", f"sleep 1.5; exec {PY} {APPS / 'echo_app.py'} --port {{port}}"]
         with trio.fail_after(30):
-            async with run_proxy(slow_app, env=hub.env(proxy_port=port), port=port, prefix="/user/dan/",
+            async with serve_proxy(slow_app, env=hub.env(proxy_port=port), port=port, prefix="/user/dan/",
                                  authtype="oauth") as proxy:
                 base = f"http://127.0.0.1:{port}"
                 async with httpx.AsyncClient(trust_env=False, timeout=10) as c:

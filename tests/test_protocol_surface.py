@@ -1,4 +1,4 @@
-"""The protocol surface of the pod port (issue 10), on raw sockets to a real trioproxy process.
+"""The protocol surface of the pod port (issue 10), on raw sockets to trioproxy (in-process).
 
 HTTP/1.1 only (no HTTP/2 by prior knowledge, by h2c upgrade or by ALPN), a
 strict request head (no bare LF, no obs-fold) wherever a head can arrive, the
@@ -27,7 +27,7 @@ import trio
 from trioproxy.rules import head as _head
 
 from . import rawnet
-from .conftest import app_cmd, run_proxy
+from .conftest import app_cmd, serve_proxy
 
 BAD = app_cmd("bad_app.py")
 #: Far below the keep-alive timeout (75 s): a connection still open after this was left open.
@@ -119,7 +119,7 @@ H2C = (b"GET /user/test/h2c-%d HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2
 
 async def test_http2_prior_knowledge_gets_505_and_the_connection_closes():
     with trio.fail_after(60):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
             for data in (H2_PREFACE, H2_PREFACE + H2_SETTINGS):
                 responses, rest, eof = await one_exchange(p, data)
@@ -130,11 +130,11 @@ async def test_http2_prior_knowledge_gets_505_and_the_connection_closes():
             no_traceback(p)
 
 
-async def test_an_h2c_upgrade_is_served_as_plain_http11_and_never_reaches_the_app_as_an_upgrade():
+async def test_an_h2c_upgrade_is_served_as_plain_http11_and_never_reaches_the_app_as_an_upgrade(jump_clock):
     """Like nginx: the offer is ignored (no 101, no HTTP/2), the request is answered in HTTP/1.1, and the
     connection goes on in HTTP/1.1. The app sees a plain request: no Upgrade, no HTTP2-Settings."""
     with trio.fail_after(60):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
             post = (b"POST /user/test/h2c-post HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
                     b"Upgrade: foo, H2C\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 2\r\n\r\nhi")
@@ -178,7 +178,7 @@ async def test_tls_offers_only_http11_by_alpn(tmp_path):
     certfile, keyfile = _self_signed(tmp_path)
     env = {"JUPYTERHUB_SSL_CERTFILE": certfile, "JUPYTERHUB_SSL_KEYFILE": keyfile}
     with trio.fail_after(60):
-        async with run_proxy(BAD, env=env) as p:
+        async with serve_proxy(BAD, env=env) as p:
             await p.wait_ready()
             for offered in (["h2", "http/1.1"], ["h2"]):
                 context = ssl.create_default_context(cafile=certfile)
@@ -222,7 +222,7 @@ def _assert_refused(name: str, responses: list[rawnet.Response], rest: bytes, eo
 
 async def test_a_bare_lf_or_obs_fold_in_any_request_head_is_a_400_and_the_connection_closes():
     with trio.fail_after(120):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
             for name, data in LENIENT:
                 # The first request of a connection, in one piece...
@@ -261,7 +261,7 @@ async def test_a_strict_head_in_pieces_split_anywhere_is_served():
     """The control: CR LF split from its LF, or the end of the head split, across reads."""
     head = rawnet.request("GET", "/user/test/split", headers=[("X-A", "1"), ("X-B", "2")])
     with trio.fail_after(120):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
             conn = await rawnet.connect(p.port)
             for i in range(1, len(head)):
@@ -278,9 +278,9 @@ async def test_a_strict_head_in_pieces_split_anywhere_is_served():
 # --- trioproxy's own responses --------------------------------------------------------------------
 
 
-async def test_own_responses_carry_frame_ancestors_and_nosniff_and_the_apps_do_not():
+async def test_own_responses_carry_frame_ancestors_and_nosniff_and_the_apps_do_not(jump_clock):
     with trio.fail_after(60):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
             own = {
                 "a 404 outside the prefix": rawnet.request("GET", "/elsewhere"),
@@ -302,10 +302,10 @@ async def test_own_responses_carry_frame_ancestors_and_nosniff_and_the_apps_do_n
             no_traceback(p)
 
 
-async def test_own_pages_sent_on_the_way_to_the_app_carry_them_too():
+async def test_own_pages_sent_on_the_way_to_the_app_carry_them_too(jump_clock):
     """The 502 page trioproxy answers for an app that broke the protocol."""
     with trio.fail_after(60):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
             responses, _, _ = await one_exchange(p, rawnet.request("GET", "/user/test/not-http"))
             assert [r.status for r in responses] == [502]
@@ -319,7 +319,7 @@ async def test_own_pages_sent_on_the_way_to_the_app_carry_them_too():
 async def test_own_answers_with_connection_close_close_the_connection():
     """EOF right behind the body, not when the client (or the keep-alive timeout) gives up."""
     with trio.fail_after(90):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
             for target in ("/_trioproxy/live", "/_trioproxy/ready", "/_trioproxy/nothing", "/elsewhere",
                            "/user/test/oauth_callback", "/user/test"):
@@ -340,7 +340,7 @@ async def test_a_request_that_ends_its_connection_is_its_last():
     """An HTTP/1.0 request (without keep-alive) or one with Connection: close, with more bytes behind it:
     the app gets the one request, the client its one answer, then EOF; what followed is never read."""
     with trio.fail_after(90):
-        async with run_proxy(BAD) as p:
+        async with serve_proxy(BAD) as p:
             await p.wait_ready()
             cases = {
                 "HTTP/1.0": b"GET /user/test/last-10 HTTP/1.0\r\nHost: a\r\n\r\n",

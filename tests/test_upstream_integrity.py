@@ -34,7 +34,7 @@ from trioproxy.rules.cookies import without_set_cookies
 from trioproxy.rules.hub_cookies import is_credential
 
 from . import rawnet
-from .conftest import app_cmd, run_proxy
+from .conftest import app_cmd, serve_proxy
 
 SLOPPY = app_cmd("sloppy_app.py")
 
@@ -61,7 +61,7 @@ async def seen(c: httpx.AsyncClient, p) -> list[list]:
 @pytest.mark.parametrize(("method", "path", "status", "body"), SLOPPY_ROUTES, ids=[r[1] for r in SLOPPY_ROUTES])
 async def test_bytes_past_the_end_of_a_response_never_reach_the_next_client(method, path, status, body):
     with trio.fail_after(60):
-        async with run_proxy(SLOPPY) as p, client() as c1, client() as c2:
+        async with serve_proxy(SLOPPY) as p, client() as c1, client() as c2:
             await p.wait_ready()
             for i in range(3):
                 warm = await c2.get(p.url + f"/warm{i}")  # an idle pooled connection for client 1's request
@@ -83,7 +83,7 @@ async def test_bytes_past_the_end_of_a_response_never_reach_the_next_client(meth
 
 async def test_bytes_that_come_while_the_connection_is_idle_never_reach_the_next_client():
     with trio.fail_after(60):
-        async with run_proxy(SLOPPY) as p, client() as c1, client() as c2:
+        async with serve_proxy(SLOPPY) as p, client() as c1, client() as c2:
             await p.wait_ready()
             r1 = await c1.get(p.url + "/late-extra")
             assert (r1.status_code, r1.content) == (200, b"on time")
@@ -98,7 +98,7 @@ async def test_bytes_that_come_while_the_connection_is_idle_never_reach_the_next
 @pytest.mark.parametrize("method", ["POST", "DELETE"])
 async def test_a_bodyless_post_or_delete_is_never_sent_twice(method, path):
     with trio.fail_after(60):
-        async with run_proxy(SLOPPY) as p, client() as c:
+        async with serve_proxy(SLOPPY) as p, client() as c:
             await p.wait_ready()
             assert (await c.get(p.url + "/warm")).status_code == 200  # the connection is pooled, idle
             r = await c.request(method, p.url + path)
@@ -111,7 +111,7 @@ async def test_a_bodyless_post_or_delete_is_never_sent_twice(method, path):
 @pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
 async def test_a_safe_request_is_retried_once_on_a_fresh_connection(method):
     with trio.fail_after(60):
-        async with run_proxy(SLOPPY) as p, client() as c:
+        async with serve_proxy(SLOPPY) as p, client() as c:
             await p.wait_ready()
             assert (await c.get(p.url + "/warm")).status_code == 200
             r = await c.request(method, p.url + "/hangup-reused")
@@ -123,7 +123,7 @@ async def test_a_safe_request_is_retried_once_on_a_fresh_connection(method):
 
 async def test_a_safe_request_is_not_retried_once_a_byte_of_the_answer_came():
     with trio.fail_after(60):
-        async with run_proxy(SLOPPY) as p, client() as c:
+        async with serve_proxy(SLOPPY) as p, client() as c:
             await p.wait_ready()
             assert (await c.get(p.url + "/warm")).status_code == 200
             r = await c.get(p.url + "/partial-reused")
@@ -164,7 +164,7 @@ def app_cookies(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
 
 async def test_a_websocket_refusal_is_relayed_at_once_even_when_its_body_ends_with_the_connection():
     with trio.fail_after(60):
-        async with run_proxy([*LONG_TIMEOUT, *SLOPPY], env=OWN_COOKIE_ENV) as p:
+        async with serve_proxy([*LONG_TIMEOUT, *SLOPPY], env=OWN_COOKIE_ENV) as p:
             await p.wait_ready()
             with trio.fail_after(AT_ONCE_S):
                 bare = await ws_handshake(p.port, "/ws-refuse-bare")
@@ -180,7 +180,7 @@ async def test_a_websocket_refusal_is_relayed_at_once_even_when_its_body_ends_wi
 @pytest.mark.parametrize("path", ["/ws-garbage", "/ws-hangup"])
 async def test_a_websocket_handshake_answered_with_garbage_or_nothing_is_a_502_at_once(path):
     with trio.fail_after(60):
-        async with run_proxy([*LONG_TIMEOUT, *SLOPPY]) as p:
+        async with serve_proxy([*LONG_TIMEOUT, *SLOPPY]) as p:
             await p.wait_ready()
             with trio.fail_after(AT_ONCE_S):
                 r = await ws_handshake(p.port, path)
@@ -190,7 +190,7 @@ async def test_a_websocket_handshake_answered_with_garbage_or_nothing_is_a_502_a
 
 async def test_a_websocket_handshake_the_app_never_answers_is_a_504_after_the_request_timeout():
     with trio.fail_after(60):
-        async with run_proxy(["--request-timeout", "1", *SLOPPY]) as p:
+        async with serve_proxy(["--request-timeout", "1", *SLOPPY]) as p:
             await p.wait_ready()
             with trio.fail_after(15):
                 r = await ws_handshake(p.port, "/ws-silent")
@@ -203,7 +203,7 @@ async def test_a_websocket_handshake_the_app_never_answers_is_a_504_after_the_re
 
 async def test_the_app_cannot_set_or_delete_hub_or_trioproxy_cookies():
     with trio.fail_after(60):
-        async with run_proxy(SLOPPY, env=OWN_COOKIE_ENV) as p:
+        async with serve_proxy(SLOPPY, env=OWN_COOKIE_ENV) as p:
             await p.wait_ready()
             conn = await rawnet.connect(p.port)
             await conn.send(rawnet.request("GET", "/user/test/cookies"))

@@ -6,7 +6,8 @@ from the layers below it (``tests/test_layout.py`` holds that)::
     cli.py        the command line: parses argv and the environment once, the
                   process-wide steps (not dumpable, subreaper), then run
     run.py        the root nursery: the app's supervisor, its output, the server,
-                  the activity timer; and the shutdown order
+                  the activity timer; the shutdown order (shut_down); run (the
+                  process's: signals, orphan sweeps) and serving (in-process)
     server/       everything that adapts hypercorn: the accept loop, the
                   per-connection server, strict request heads, websocket streams
     front/        the ASGI callable hypercorn serves: routes each request,
@@ -28,7 +29,8 @@ from the layers below it (``tests/test_layout.py`` holds that)::
     errors.py     the package's exceptions, under one base (the very bottom:
                   it imports nothing of trioproxy, so the rules may raise them)
 
-Public names: :class:`Settings`, :func:`run` and ``__version__``.
+Public names: :class:`Settings`, :func:`run`, :func:`serving` (trioproxy in
+the caller's trio loop: settings in, a started server out) and ``__version__``.
 """
 
 from typing import Any
@@ -36,13 +38,13 @@ from typing import Any
 from .settings import Settings
 from ._version import __version__
 
-__all__ = ["Settings", "__version__", "run"]
+__all__ = ["Settings", "__version__", "run", "serving"]
 
 
 def __getattr__(name: str) -> Any:
     # ``run`` pulls in the whole server; ``trioproxy --help`` and ``doctor`` need none of it.
-    if name == "run":
-        from .run import run
+    if name in ("run", "serving"):
+        import importlib
 
-        return run
+        return getattr(importlib.import_module(".run", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -239,8 +239,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: exits with the code of :func:`trioproxy.run.run`.
 
     Once its logging is set up, trioproxy makes itself not dumpable
-    (:func:`not_dumpable`) before it starts anything: here only, not on
-    import, so library use and tests in-process are unchanged.
+    (:func:`not_dumpable`) before it starts anything, and a child subreaper:
+    here only, not on import nor in :func:`trioproxy.run.serving`, so library
+    use and tests in-process are unchanged.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     doctor = bool(args) and args[0] == "doctor"
@@ -261,9 +262,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         sys.exit(_doctor.run(settings, os.environ))
 
+    # Process-wide, so here and not in the run (which also runs in-process, in tests): orphaned
+    # descendants are re-parented to us, and reaped by the run's sweeps.
+    from .child import reaper as _reaper
     from .run import run_main
 
-    code = run_main(settings)
+    subreaper = _reaper.become_subreaper()
+    code = run_main(settings, reap_orphans=subreaper or os.getpid() == 1)
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -1,52 +1,53 @@
-"""The root nursery and the shutdown order.
+"""The root nursery, the shutdown order, and the two ways to run it.
+
+* :func:`serving` runs trioproxy inside the caller's trio loop (tests, or a
+  program that embeds it): settings in, a started :class:`Running` out
+  (ready to accept), everything torn down, bounded, when the block is left
+  or cancelled. It changes nothing process-wide: no signal handler, no
+  sweep of the process's children, no prctl.
+* :func:`run` is the command line's: :func:`serving`'s root plus what belongs
+  to the whole process (``cli.main`` made it a subreaper): SIGTERM/SIGINT ask
+  for shutdown, orphans are reaped meanwhile and every child left is killed
+  at the end; it returns the exit code.
 
 Nesting, outermost first: the Hub API client; the root nursery, which owns
-the signal watcher, the reaper, the app's supervisor, the activity reporter
-and the server (whose connection nursery holds every request, stream and
-websocket bridge). Nothing is fire-and-forget.
-
-Shutdown (SIGTERM/SIGINT, or the app failing for good), each phase logged
-with its time since the signal:
-
-1. stop accepting connections (the server closes its listeners);
-2. every websocket gets close 1001 and its app side is closed; event streams
-   end with their last chunk;
-3. SIGTERM to the app's whole process group, and no more restarts;
-4. in-flight requests drain until ``--shutdown-timeout``;
-5. SIGKILL to what is left of the group, reap it and any orphans; exit.
-
-A second signal skips the drain.
+the reaper, the app's supervisor, the activity reporter and the server
+(whose connection nursery holds every request, stream and websocket
+bridge). Nothing is fire-and-forget. The shutdown order is
+:func:`shut_down`, whole.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from .hub import activity as _activity
-
-from .hub import api as _hub_api
-
-from .child import reaper as _reaper
-from .hub.activity import ActivityTracker
-from .child.output import LogTail
-from .proxy.gateway import Gateway
+from ._version import __version__
 from .auth.passage import Authenticator, NoAuth
-from .hub.api import HubAPI
-from .ops.lazyapp import LazyApp
-from .metrics import Metrics
+from .child import reaper as _reaper
+from .child.connection import Pool
+from .child.output import LogTail
 from .child.supervisor import AppFailed, AppState, Status, Supervisor
+from .hub import activity as _activity
+from .hub import api as _hub_api
+from .hub.activity import ActivityTracker
+from .hub.api import HubAPI
+from .metrics import Metrics
+from .ops.lazyapp import LazyApp
+from .proxy.gateway import Gateway
 from .rules.routing import Router
-from .server.serve import ServerError, serve
+from .server.serve import Listening, ServerError, serve
 from .settings import WEB_WARM_DELAY_S, Settings
 from .shutdown import Shutdown
-from .child.connection import Pool
-from ._version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -73,82 +74,214 @@ EXIT_APP_FAILED = 1
 EXIT_SERVER_FAILED = 3
 
 
-def run_main(settings: Settings) -> int:
-    """Run trioproxy to completion; return the process exit code."""
-    return trio.run(run, settings)
+def run_main(settings: Settings, *, reap_orphans: bool = False) -> int:
+    """Run trioproxy to completion as this process's program; return the exit code."""
+    return trio.run(functools.partial(run, settings, reap_orphans=reap_orphans))
 
 
-async def run(settings: Settings) -> int:
-    shutdown = Shutdown()
-    state = AppState(LogTail(settings.child.log_tail_lines))
-    metrics = Metrics()
-    pool = Pool(settings.proxy.pool_idle_max)
-    tracker = ActivityTracker()
-    gateway = Gateway(settings.proxy, state, pool, tracker, metrics=metrics, owner=settings.hub.user,
-                      own_cookie=settings.hub.cookie_name,
-                      logs_for_all=settings.hub.authtype == "none" and settings.hub.public_controls)
-    supervisor = Supervisor(settings.child, state, on_ready=pool.reset)
+@dataclass
+class Parts:
+    """What one run is made of, built before anything starts (no I/O)."""
+
+    settings: Settings
+    shutdown: Shutdown
+    state: AppState
+    metrics: Metrics
+    pool: Pool
+    tracker: ActivityTracker
+    gateway: Gateway
+    supervisor: Supervisor
+    #: What this run started (no other run in the process sees it).
+    reaper: _reaper.Reaper
+
+    @classmethod
+    def build(cls, settings: Settings) -> Parts:
+        state = AppState(LogTail(settings.child.log_tail_lines))
+        metrics = Metrics()
+        pool = Pool(settings.proxy.pool_idle_max)
+        tracker = ActivityTracker()
+        gateway = Gateway(settings.proxy, state, pool, tracker, metrics=metrics, owner=settings.hub.user,
+                          own_cookie=settings.hub.cookie_name,
+                          logs_for_all=settings.hub.authtype == "none" and settings.hub.public_controls)
+        supervisor = Supervisor(settings.child, state, on_ready=pool.reset)
+        return cls(settings, Shutdown(), state, metrics, pool, tracker, gateway, supervisor, _reaper.Reaper())
+
+
+@dataclass
+class Running:
+    """A started trioproxy, ready to accept connections."""
+
+    parts: Parts
+    #: The bound URLs (``http://127.0.0.1:8888``) and ports.
+    urls: list[str]
+    ports: list[int]
+
+    @property
+    def state(self) -> AppState:
+        """The app's state (status, reason, output tail)."""
+        return self.parts.state
+
+    @property
+    def shutdown(self) -> Shutdown:
+        return self.parts.shutdown
+
+    @property
+    def exit_code(self) -> int:
+        """What the command line would exit with (meaningful once the run ended)."""
+        return self.parts.shutdown.exit_code
+
+    def request_shutdown(self, reason: str = "asked to stop", *, hurry: bool = False) -> bool:
+        """Start the shutdown order, as SIGTERM does (``hurry``: as a second one, no drain).
+        True if this call started it."""
+        started = self.parts.shutdown.request(reason, budget_s=self.parts.settings.server.shutdown_timeout_s)
+        if hurry:
+            self.parts.shutdown.hurry()
+        return started
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Running]:
+    """Run trioproxy in this trio loop; yield once it accepts connections.
+
+    Leaving the block runs the shutdown order (:func:`shut_down`, bounded by
+    ``settings.server.shutdown_timeout_s``); cancelling it, or an error in it,
+    tears everything down at once (the app's process group is killed and
+    reaped, every connection and websocket bridge cancelled).
+
+    Raises (in an exception group, as from any nursery):
+        ServerError: the server could not listen.
+        HubSetupError: the Hub API client could not be set up.
+    """
+    async with trio.open_nursery() as nursery:
+        running: Running = await nursery.start(_own_run, Parts.build(settings))
+        try:
+            yield running
+        except BaseException:
+            # Cancelled or failed: no drain. The app's group goes at once (stop() with the deadline
+            # now: SIGTERM, then SIGKILL), without being taken for a crash.
+            running.parts.supervisor.stop(trio.current_time())
+            raise
+        finally:
+            running.request_shutdown("the in-process run was left")
+
+
+async def _own_run(parts: Parts, *, task_status: trio.TaskStatus[Running]) -> None:
+    _reaper.own(parts.reaper)  # this task's, and its children's: no other run sees it
+    await _root(parts, task_status=task_status)
+
+
+async def run(settings: Settings, *, reap_orphans: bool = False) -> int:
+    """trioproxy as a whole process's program (the command line's); return the exit code.
+
+    SIGTERM/SIGINT ask for shutdown (a second one skips the drain). With
+    ``reap_orphans`` (the process is a subreaper, or PID 1) orphaned
+    descendants are reaped as they exit. At the end every child left is killed.
+    """
+    parts = Parts.build(settings)
+    _reaper.own(parts.reaper)
     budget = settings.server.shutdown_timeout_s
-    subreaper = _reaper.become_subreaper()
-    _warn_unimplemented(settings)
     if os.getpid() == 1:
         logger.info("running as PID 1: handling signals and reaping orphans")
-
+    failure: BaseException | None = None
     try:
-        opened = _hub_api.open_hub(settings.hub)
-    except _hub_api.HubSetupError as exc:
-        logger.error("%s", exc)
+        async with trio.open_nursery() as process:
+            process.start_soon(_watch_signals, parts.shutdown, budget)
+            if reap_orphans:
+                process.start_soon(_reaper.reap_forever, lambda: parts.supervisor.pid)
+            await _root(parts)
+            process.cancel_scope.cancel()
+    except* (ServerError, _hub_api.HubSetupError) as group:
+        failure = _first_leaf(group)
+    finally:
+        with trio.CancelScope(shield=True):
+            killed = await _reaper.kill_descendants(lambda: None)
+            if killed:
+                logger.info("shutdown: killed %d leftover process(es)", killed)
+    if failure is not None:
+        logger.error("%s", failure)
         return EXIT_SERVER_FAILED
-    server_error: ServerError | None = None
+    logger.info("shutdown: done, exit code %d (+%.0f ms)", parts.shutdown.exit_code, parts.shutdown.elapsed_ms())
+    return parts.shutdown.exit_code
+
+
+async def _root(parts: Parts, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
+    """The root nursery: start everything; once shutdown is requested, run :func:`shut_down`."""
+    settings, shutdown, supervisor = parts.settings, parts.shutdown, parts.supervisor
+    budget = settings.server.shutdown_timeout_s
+    _warn_unimplemented(settings)
+    opened = _hub_api.open_hub(settings.hub)
     async with opened as hub:
         try:
             async with trio.open_nursery() as root:
                 app_done, server_done = trio.Event(), trio.Event()
                 if settings.hub.api_token:
                     root.start_soon(hub.learn_version)
-                root.start_soon(_watch_signals, shutdown, budget)
-                if subreaper or os.getpid() == 1:
-                    root.start_soon(_reaper.reap_forever, lambda: supervisor.pid)
                 await root.start(_supervise, supervisor, shutdown, budget, app_done)
                 # The app is starting now. Load the serving stack in a worker thread meanwhile
                 # (the loop keeps pumping the app's output): start-up overlaps instead of adding up.
                 await trio.to_thread.run_sync(_preload, STACK_MODULES)
-                front, web = _make_front(settings, hub, gateway, metrics, state, supervisor, shutdown)
-                root.start_soon(_activity.report_activity, tracker, settings.activity, settings.hub, hub, metrics)
-                urls = await root.start(_serve, front, settings, shutdown, server_done)
-                root.start_soon(_warm_web, web, state)
-                root.start_soon(gateway.keepalive.run)
+                front, web = _make_front(settings, hub, parts.gateway, parts.metrics, parts.state, supervisor, shutdown)
+                root.start_soon(_activity.report_activity, parts.tracker, settings.activity, settings.hub, hub,
+                                parts.metrics)
+                server: Listening = await root.start(_serve, front, settings, shutdown, server_done)
+                root.start_soon(_warm_web, web, parts.state)
+                root.start_soon(parts.gateway.keepalive.run)
                 logger.info(
                     "trioproxy %s listening on %s, prefix %s, auth %s",
-                    __version__, ", ".join(urls), settings.proxy.prefix + "/", settings.hub.authtype,
+                    __version__, ", ".join(server.urls), settings.proxy.prefix + "/", settings.hub.authtype,
                 )
+                task_status.started(Running(parts, server.urls, server.ports))
                 await shutdown.requested.wait()
-                logger.info("shutdown: %s", shutdown.reason)
-                n = gateway.long_lived.go_away()
-                logger.info("shutdown: closing %d websocket(s) and event stream(s) (+%.0f ms)", n, shutdown.elapsed_ms())
-                supervisor.stop(shutdown.deadline)
-                logger.info("shutdown: SIGTERM sent to the app's process group (+%.0f ms)", shutdown.elapsed_ms())
-                # Drain: until requests and the app are done, or the deadline (a second signal moves it).
-                with trio.CancelScope() as drain:
-                    shutdown.drain_scope(drain)
-                    await app_done.wait()
-                    await server_done.wait()
-                supervisor.kill()
-                logger.info("shutdown: SIGKILL sent to what is left of the app (+%.0f ms)", shutdown.elapsed_ms())
+                await shut_down(shutdown, server, parts.gateway, supervisor, app_done, server_done)
                 root.cancel_scope.cancel()
-        except* ServerError as group:
-            server_error = group.exceptions[0]  # type: ignore[assignment]
         finally:
-            with trio.CancelScope(shield=True):
-                supervisor.kill()
-                killed = await _reaper.kill_descendants(lambda: None)
-                if killed:
-                    logger.info("shutdown: killed %d leftover process(es)", killed)
-    if server_error is not None:
-        logger.error("%s", server_error)
-        return EXIT_SERVER_FAILED
-    logger.info("shutdown: done, exit code %d (+%.0f ms)", shutdown.exit_code, shutdown.elapsed_ms())
-    return shutdown.exit_code
+            supervisor.kill()  # cancelled or failed: the app's group goes at once
+
+
+async def shut_down(
+    shutdown: Shutdown,
+    server: Listening,
+    gateway: Gateway,
+    supervisor: Supervisor,
+    app_done: trio.Event,
+    server_done: trio.Event,
+) -> None:
+    """The shutdown order (SIGTERM/SIGINT, the app failing for good, an in-process
+    run left), each phase logged with its time since the request:
+
+    1. stop accepting connections: the listeners close (no connection waits in
+       a backlog), and so do idle keep-alive connections;
+    2. every websocket gets close 1001 and its app side is closed; event
+       streams end with their last chunk;
+    3. SIGTERM to the app's whole process group, and no more restarts;
+    4. in-flight requests and the app drain until the deadline
+       (``--shutdown-timeout`` after the request; a second signal makes it now),
+       then every connection socket is closed, even one blocked in a send;
+    5. SIGKILL to what is left of the app's group.
+
+    The caller then cancels what is left (the root nursery) and, as a process,
+    kills and reaps any orphan.
+    """
+    logger.info("shutdown: %s", shutdown.reason)
+    await server.stop_accepting()
+    n = gateway.long_lived.go_away()
+    logger.info("shutdown: closing %d websocket(s) and event stream(s) (+%.0f ms)", n, shutdown.elapsed_ms())
+    supervisor.stop(shutdown.deadline)
+    logger.info("shutdown: SIGTERM sent to the app's process group (+%.0f ms)", shutdown.elapsed_ms())
+    server.drain()
+    with trio.CancelScope() as drain:
+        shutdown.drain_scope(drain)
+        await app_done.wait()
+        await server_done.wait()
+    supervisor.kill()
+    logger.info("shutdown: SIGKILL sent to what is left of the app (+%.0f ms)", shutdown.elapsed_ms())
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first error of a (nested) exception group."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _preload(modules: tuple[str, ...]) -> None:
@@ -192,7 +325,7 @@ def _make_front(
     return front, web
 
 
-def _wants_metrics_login(settings: Settings, scope: dict) -> bool:
+def _wants_metrics_login(settings: Settings, scope: dict[str, Any]) -> bool:
     """A metrics request that brings a token to check (not needed when metrics are public)."""
     if settings.proxy.metrics_public or settings.hub.authtype == "none":
         return False
@@ -241,7 +374,7 @@ async def _supervise(
 
 
 async def _serve(
-    front: Any, settings: Settings, shutdown: Shutdown, done: trio.Event, *, task_status: trio.TaskStatus[list[str]]
+    front: Any, settings: Settings, shutdown: Shutdown, done: trio.Event, *, task_status: trio.TaskStatus[Listening]
 ) -> None:
     try:
         await serve(front, settings.server, shutdown, task_status=task_status)

@@ -62,8 +62,8 @@ WS_REFUSAL_BODY_MAX_BYTES = 64 * 2**10
 #: A websocket client silent this long is pinged; one that then sends nothing
 #: (not even the pong every browser answers with) for WS_PING_TIMEOUT_S more is
 #: cut with 1011, in seconds. Together below KEEP_ALIVE_S, the bound on a stalled
-#: client. 0 turns pings off. Tests shorten them with TRIOPROXY_WEBSOCKET_PING_INTERVAL
-#: and TRIOPROXY_WEBSOCKET_PING_TIMEOUT (seconds).
+#: client. 0 turns pings off. Not settable from outside: tests that need shorter ones
+#: build the Settings themselves (``dataclasses.replace``) and run trioproxy in-process.
 WS_PING_INTERVAL_S = 30.0
 WS_PING_TIMEOUT_S = 20.0
 #: Activity: first report this long after start; one report may take this long;
@@ -540,19 +540,6 @@ def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(name, f"must be an integer, not {raw!r}") from None
 
 
-def _seconds_env(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(name, f"must be a number of seconds, not {raw!r}") from None
-    if not value >= 0:
-        raise SettingsError(name, "must not be negative")
-    return value
-
-
 def _flag_env(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -668,8 +655,6 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         conda_exe=env.get("CONDA_EXE", "") or "conda",
     )
     proxy = ProxySettings(
-        ws_ping_interval_s=_seconds_env(env, "TRIOPROXY_WEBSOCKET_PING_INTERVAL", WS_PING_INTERVAL_S),
-        ws_ping_timeout_s=_seconds_env(env, "TRIOPROXY_WEBSOCKET_PING_TIMEOUT", WS_PING_TIMEOUT_S),
         prefix=prefix,
         request_timeout_s=float(options["request_timeout"]) or float("inf"),
         ws_max_message_bytes=ws_max,

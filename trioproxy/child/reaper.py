@@ -15,6 +15,12 @@ with ``setsid``) is re-parented to trioproxy instead of to init. Run as PID 1
 * :func:`kill_descendants` at the very end kills every process still
   re-parented to us, and reaps it.
 
+The registry (what the run started, the starts under way, the guard) is a
+:class:`Reaper` owned by each run and found through a context variable, so
+runs in one process (tests run trioproxy in their own trio loop) share
+nothing. The sweeps themselves are the process's: only the run that owns the
+process (the command line's, which made it a subreaper) runs them.
+
 And when trioproxy dies without that end (SIGKILL), the process guard
 (``_guard``) takes down the process groups it started: :func:`open_process`
 tells the guard installed with :func:`guard_groups` every new session's
@@ -23,6 +29,7 @@ group, :func:`forget` tells it when the group's leader was reaped.
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import logging
 import os
@@ -95,65 +102,108 @@ class GroupWatcher(Protocol):
     def forget(self, pgid: int) -> None: ...
 
 
-#: Pids of the processes trioproxy started itself (trio waits for them), and
-#: how many starts are under way. Process-wide, as pids are.
-_ours: set[int] = set()
-_starting = 0
-#: The process guard, while one runs, and the groups it was told of.
-_watcher: GroupWatcher | None = None
-_watched: set[int] = set()
+class Reaper:
+    """What one run of trioproxy started, for its reaper and its process guard.
+
+    Every process the run starts goes through :meth:`open_process`, which
+    registers its pid (trio waits for it: no sweep may take its exit status),
+    and no sweep runs while a start is under way. Owned by the run, found
+    through :func:`current`, so two runs in one process (tests) share nothing.
+    """
+
+    def __init__(self) -> None:
+        #: Pids of the processes this run started itself, and how many starts are under way.
+        self.ours: set[int] = set()
+        self.starting = 0
+        #: The process guard, while one runs, and the groups it was told of.
+        self._watcher: GroupWatcher | None = None
+        self._watched: set[int] = set()
+
+    def guard_groups(self, watcher: GroupWatcher | None) -> None:
+        """From now on tell ``watcher`` (None: nobody) of every process group started and reaped."""
+        self._watcher = watcher
+        self._watched.clear()
+
+    async def open_process(self, argv: list[str], **kw: Any) -> trio.Process:
+        """``trio.lowlevel.open_process``, registered so the reaper never takes its exit status.
+
+        With ``start_new_session`` the new group is also told to the process guard.
+        """
+        self.starting += 1
+        try:
+            proc = await trio.lowlevel.open_process(argv, **kw)
+            self.ours.add(proc.pid)
+            if kw.get("start_new_session") and self._watcher is not None:
+                self._watcher.watch(proc.pid)
+                self._watched.add(proc.pid)
+            return proc
+        finally:
+            self.starting -= 1
+
+    def forget(self, pid: int) -> None:
+        """``pid`` was waited for (and its group, if it led one, killed): it is no
+        longer ours, nor the guard's (pids are reused)."""
+        self.ours.discard(pid)
+        if pid in self._watched:
+            self._watched.discard(pid)
+            if self._watcher is not None:
+                self._watcher.forget(pid)
+
+    def reap_zombies(self, exclude: Callable[[], int | None]) -> int:
+        """Reap exited children of this process other than ours and ``exclude()``; return how many."""
+        if self.starting:
+            return 0  # a new child's pid may not be registered yet: sweep later
+        skip = exclude()
+        n = 0
+        for pid, state in _children():
+            if pid == skip or pid in self.ours or state != "Z":
+                continue
+            try:
+                os.waitpid(pid, os.WNOHANG)
+                n += 1
+            except ChildProcessError:
+                pass
+        return n
+
+
+#: The reaper of the run in whose tasks code runs (each run sets its own, see :func:`owned`);
+#: code run outside any run (tests of one part) gets this module's default one.
+_DEFAULT = Reaper()
+_current: contextvars.ContextVar[Reaper] = contextvars.ContextVar("trioproxy_reaper", default=_DEFAULT)
+
+
+def current() -> Reaper:
+    """The reaper of the run this task belongs to."""
+    return _current.get()
+
+
+def own(reaper: Reaper) -> None:
+    """Make ``reaper`` the one of this task and of every task it starts from now on.
+
+    Call it first in a run's own task (its context is that task's copy): the tasks
+    the run starts inherit it, and no other run sees it.
+    """
+    _current.set(reaper)
 
 
 def guard_groups(watcher: GroupWatcher | None) -> None:
-    """From now on tell ``watcher`` (None: nobody) of every process group started and reaped."""
-    global _watcher
-    _watcher = watcher
-    _watched.clear()
+    """:meth:`Reaper.guard_groups` of the current run."""
+    current().guard_groups(watcher)
 
 
 async def open_process(argv: list[str], **kw: Any) -> trio.Process:
-    """``trio.lowlevel.open_process``, registered so the reaper never takes its exit status.
-
-    With ``start_new_session`` the new group is also told to the process guard.
-    """
-    global _starting
-    _starting += 1
-    try:
-        proc = await trio.lowlevel.open_process(argv, **kw)
-        _ours.add(proc.pid)
-        if kw.get("start_new_session") and _watcher is not None:
-            _watcher.watch(proc.pid)
-            _watched.add(proc.pid)
-        return proc
-    finally:
-        _starting -= 1
+    """:meth:`Reaper.open_process` of the current run."""
+    return await current().open_process(argv, **kw)
 
 
 def forget(pid: int) -> None:
-    """``pid`` was waited for (and its group, if it led one, killed): it is no
-    longer ours, nor the guard's (pids are reused)."""
-    _ours.discard(pid)
-    if pid in _watched:
-        _watched.discard(pid)
-        if _watcher is not None:
-            _watcher.forget(pid)
+    """:meth:`Reaper.forget` of the current run."""
+    current().forget(pid)
 
 
 def reap_zombies(exclude: Callable[[], int | None]) -> int:
-    """Reap exited children other than ours and ``exclude()``; return how many."""
-    if _starting:
-        return 0  # a new child's pid may not be registered yet: sweep later
-    skip = exclude()
-    n = 0
-    for pid, state in _children():
-        if pid == skip or pid in _ours or state != "Z":
-            continue
-        try:
-            os.waitpid(pid, os.WNOHANG)
-            n += 1
-        except ChildProcessError:
-            pass
-    return n
+    """:meth:`Reaper.reap_zombies` of the current run."""
+    return current().reap_zombies(exclude)
 
 
 async def reap_forever(exclude: Callable[[], int | None]) -> None:

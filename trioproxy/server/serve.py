@@ -31,6 +31,7 @@ from ..shutdown import Shutdown
 
 if TYPE_CHECKING:
     from hypercorn.config import Config
+    from ..compat.hypercorn import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -93,16 +94,47 @@ def bound_urls(socks: list[socket.socket], tls: bool) -> list[str]:
     return out
 
 
+class Listening:
+    """A started server, stopped step by step by the shutdown order (``run.shut_down``)."""
+
+    def __init__(
+        self, urls: list[str], socks: list[socket.socket], accepting: trio.Nursery, connections: trio.Nursery,
+        worker: Worker, streams: set[Any], spawn: trio.Nursery, shutdown: Shutdown,
+    ) -> None:
+        #: The bound URLs, e.g. ``http://127.0.0.1:8888``.
+        self.urls = urls
+        self.ports = [sock.getsockname()[1] for sock in socks]
+        self._socks, self._accepting, self._connections = socks, accepting, connections
+        self._worker, self._streams, self._spawn, self._shutdown = worker, streams, spawn, shutdown
+        #: Set when every connection is done (drained or cut).
+        self.drained = trio.Event()
+
+    async def stop_accepting(self) -> None:
+        """Close the listening sockets (no connection waits in a backlog) and the idle keep-alive ones."""
+        self._accepting.cancel_scope.cancel()
+        for sock in self._socks:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+        logger.info("shutdown: stopped accepting connections (+%.0f ms)", self._shutdown.elapsed_ms())
+        await self._worker.close_idle_connections()
+
+    def drain(self) -> None:
+        """In-flight requests run until the drain deadline; then every connection socket is closed."""
+        self._shutdown.drain_scope(self._connections.cancel_scope)
+        self._spawn.start_soon(_close_at_deadline, self._shutdown, self._streams)
+
+
 async def serve(
     front: Any,
     settings: ServerSettings,
     shutdown: Shutdown,
     *,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until ``shutdown`` is requested, then drain until its deadline.
+    """Serve until stopped through the :class:`Listening` handle, then until drained.
 
-    "Started" means listening: the value is the list of bound URLs.
+    "Started" means listening: the value is the handle (its bound URLs, and
+    the steps of the shutdown order that are the server's).
     """
     # Imported here, not with the module: hypercorn is a fifth of trioproxy's start-up,
     # and ``run`` loads it in a worker thread while the app starts (STACK_MODULES).
@@ -136,29 +168,25 @@ async def serve(
             _abort(stream)
         finally:
             streams.discard(stream)
+            _abort(stream)  # cancelled, hypercorn's close never ran (its send_eof raised first)
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(worker.run_lifespan)
         await worker.started()
         with Acceptor(settings, ssl_context) as acceptor:
-            async with trio.open_nursery() as connections:
-                try:
-                    async with trio.open_nursery() as accepting:
-                        for sock in socks:
-                            accepting.start_soon(acceptor.serve, sock, handle, connections)
-                        task_status.started(bound_urls(socks, settings.tls))
-                        await shutdown.requested.wait()
-                        accepting.cancel_scope.cancel()
-                finally:
+            try:
+                async with trio.open_nursery() as connections, trio.open_nursery() as accepting:
                     for sock in socks:
-                        trio.lowlevel.notify_closing(sock)
-                        sock.close()
-                logger.info("shutdown: stopped accepting connections (+%.0f ms)", shutdown.elapsed_ms())
-                await worker.close_idle_connections()
-                shutdown.drain_scope(connections.cancel_scope)
-                lifespan_nursery.start_soon(_close_at_deadline, shutdown, streams)
+                        accepting.start_soon(acceptor.serve, sock, handle, connections)
+                    listening = Listening(bound_urls(socks, settings.tls), socks, accepting, connections,
+                                          worker, streams, lifespan_nursery, shutdown)
+                    task_status.started(listening)
+            finally:
+                for sock in socks:
+                    sock.close()
         left = len(streams)
         logger.info("shutdown: connections drained (+%.0f ms)%s", shutdown.elapsed_ms(), f", {left} cut" if left else "")
+        listening.drained.set()
         await worker.shut_down()
         lifespan_nursery.cancel_scope.cancel()
 
