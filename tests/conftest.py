@@ -204,27 +204,6 @@ def replace(s: Settings, part: str, **changes: Any) -> Settings:
     return dataclasses.replace(s, **{part: dataclasses.replace(getattr(s, part), **changes)})
 
 
-#: Transition (issue 11): these were environment settings, read by trioproxy; they are test hooks,
-#: so trioproxy no longer reads them. A test that still passes them to run_proxy gets a real
-#: process whose parsed Settings have the keepalive bounds replaced. Move such tests to
-#: serve_proxy(adjust=lambda s: replace(s, "proxy", ws_ping_interval_s=..., ws_ping_timeout_s=...)).
-_PING_HOOKS = {
-    "TRIOPROXY_WEBSOCKET_PING_INTERVAL": "ws_ping_interval_s",
-    "TRIOPROXY_WEBSOCKET_PING_TIMEOUT": "ws_ping_timeout_s",
-}
-
-
-def _ping_entry(changes: dict[str, float]) -> list[str]:
-    """``PY -c CODE``: trioproxy's entry point with ``changes`` made to the parsed proxy settings
-    (run_proxy's argv is then ``PY -c CODE PY -m trioproxy ARGS``: ``sys.argv[4:]`` are the ARGS)."""
-    code = (
-        "import dataclasses, sys; from trioproxy import cli as _cli, settings as _settings; build = _settings.build; "
-        "_settings.build = lambda *a, **k: (lambda s: dataclasses.replace(s, proxy=dataclasses.replace("
-        f"s.proxy, **{changes!r})))(build(*a, **k)); _cli.main(sys.argv[4:])"
-    )
-    return [PY, "-c", code]
-
-
 @contextlib.asynccontextmanager
 async def run_proxy(
     args: Sequence[str],
@@ -244,8 +223,6 @@ async def run_proxy(
     """
     port = port or free_port()
     full_env = _environ(prefix, env)
-    if not argv_prefix and _PING_HOOKS.keys() & full_env.keys():
-        argv_prefix = _ping_entry({_PING_HOOKS[k]: float(full_env.pop(k)) for k in _PING_HOOKS.keys() & full_env.keys()})
     argv = [*argv_prefix, PY, "-m", "trioproxy", "--authtype", authtype, "--port", str(port), *args]
     proc = await trio.lowlevel.open_process(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=full_env, cwd=cwd

@@ -1,30 +1,37 @@
 """Websocket keepalive: a silent client is pinged; one that answers stays, one that does not is cut.
 
-The intervals are shortened through TRIOPROXY_WEBSOCKET_PING_INTERVAL/_TIMEOUT
-(defaults: 30 s + 20 s, see trioproxy/_settings.py). Loopback only; bounded.
+trioproxy runs in-process with its ping interval and timeout shortened in its settings
+(defaults: 30 s + 20 s, see trioproxy/settings.py; no option sets them). Loopback only; bounded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import trio
 from trio_websocket import open_websocket_url
 
 from . import rawnet
-from .conftest import app_cmd, run_proxy
+from trioproxy.settings import Settings
+
+from .conftest import app_cmd, serve_proxy
 from .rawnet import OP_BINARY, OP_PING, OP_PONG, OP_TEXT, frame
 
 ECHO = app_cmd("echo_app.py")
 INTERVAL_S = 0.5
 TIMEOUT_S = 0.5
-FAST = {"TRIOPROXY_WEBSOCKET_PING_INTERVAL": str(INTERVAL_S), "TRIOPROXY_WEBSOCKET_PING_TIMEOUT": str(TIMEOUT_S)}
+
+
+def FAST(s: Settings) -> Settings:  # noqa: N802 (reads as the constant it replaced)
+    return dataclasses.replace(s, proxy=dataclasses.replace(s.proxy, ws_ping_interval_s=INTERVAL_S,
+                                                            ws_ping_timeout_s=TIMEOUT_S))
 
 
 async def test_an_idle_client_that_answers_pings_stays_connected():
     """Like a browser tab left open: it sends nothing for many ping intervals, its library answers pings."""
     with trio.fail_after(30):
-        async with run_proxy(ECHO, env=FAST) as p:
+        async with serve_proxy(ECHO, adjust=FAST) as p:
             await p.wait_ready()
             async with open_websocket_url(p.ws_url + "/ws") as ws:
                 await ws.send_message("before")
@@ -37,7 +44,7 @@ async def test_an_idle_client_that_answers_pings_stays_connected():
 
 async def test_pings_reach_a_silent_client_and_pongs_keep_it():
     with trio.fail_after(30):
-        async with run_proxy(ECHO, env=FAST) as p:
+        async with serve_proxy(ECHO, adjust=FAST) as p:
             await p.wait_ready()
             ws = await rawnet.ws_connect(p.port, "/user/test/ws")
             pings = 0
@@ -56,7 +63,7 @@ async def test_pings_reach_a_silent_client_and_pongs_keep_it():
 
 async def test_a_client_that_stops_mid_frame_is_closed_with_1011():
     with trio.fail_after(30):
-        async with run_proxy(ECHO, env=FAST) as p:
+        async with serve_proxy(ECHO, adjust=FAST) as p:
             await p.wait_ready()
             ws = await rawnet.ws_connect(p.port, "/user/test/ws")
             await ws.conn.send(frame(OP_BINARY, b"x" * 1000)[:100])

@@ -36,7 +36,7 @@ from .auth.passage import Authenticator, NoAuth
 from .child import reaper as _reaper
 from .child.connection import Pool
 from .child.output import LogTail
-from .child.supervisor import AppFailed, AppState, Status, Supervisor
+from .child.supervisor import AppState, Status, Supervisor
 from .hub import activity as _activity
 from .hub import api as _hub_api
 from .hub.activity import ActivityTracker
@@ -45,8 +45,9 @@ from .metrics import Metrics
 from .ops.lazyapp import LazyApp
 from .proxy.gateway import Gateway
 from .rules.routing import Router
-from .server.serve import Listening, ServerError, serve
-from .settings import WEB_WARM_DELAY_S, Settings
+from .errors import AppFailed, HubSetupError, ServerError
+from .server.serve import Listening, serve
+from .settings import WEB_WARM_DELAY_S, AuthType, Settings
 from .shutdown import Shutdown
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class Parts:
         tracker = ActivityTracker()
         gateway = Gateway(settings.proxy, state, pool, tracker, metrics=metrics, owner=settings.hub.user,
                           own_cookie=settings.hub.cookie_name,
-                          logs_for_all=settings.hub.authtype == "none" and settings.hub.public_controls)
+                          logs_for_all=settings.hub.authtype is AuthType.NONE and settings.hub.public_controls)
         supervisor = Supervisor(settings.child, state, on_ready=pool.reset)
         return cls(settings, Shutdown(), state, metrics, pool, tracker, gateway, supervisor, _reaper.Reaper())
 
@@ -190,7 +191,7 @@ async def run(settings: Settings, *, reap_orphans: bool = False) -> int:
                 process.start_soon(_reaper.reap_forever, lambda: parts.supervisor.pid)
             await _root(parts)
             process.cancel_scope.cancel()
-    except* (ServerError, _hub_api.HubSetupError) as group:
+    except* (ServerError, HubSetupError) as group:
         failure = _first_leaf(group)
     finally:
         with trio.CancelScope(shield=True):
@@ -327,13 +328,13 @@ def _make_front(
 
 def _wants_metrics_login(settings: Settings, scope: dict[str, Any]) -> bool:
     """A metrics request that brings a token to check (not needed when metrics are public)."""
-    if settings.proxy.metrics_public or settings.hub.authtype == "none":
+    if settings.proxy.metrics_public or settings.hub.authtype is AuthType.NONE:
         return False
     return any(name == b"authorization" for name, _ in scope["headers"])
 
 
 def _authenticator(settings: Settings, hub: HubAPI, gateway: Gateway, metrics: Metrics) -> Authenticator:
-    if settings.hub.authtype == "none":
+    if settings.hub.authtype is AuthType.NONE:
         return NoAuth()
     h = settings.hub
     missing = [name for name, value in (("JUPYTERHUB_API_TOKEN", h.api_token), ("JUPYTERHUB_CLIENT_ID", h.client_id))
@@ -352,7 +353,7 @@ def _authenticator(settings: Settings, hub: HubAPI, gateway: Gateway, metrics: M
 
 def _warn_unimplemented(settings: Settings) -> None:
     """Options accepted for compatibility that do nothing yet say so, once, at start."""
-    if (settings.proxy.forward_user_info or settings.proxy.query_user_info) and settings.hub.authtype == "none":
+    if (settings.proxy.forward_user_info or settings.proxy.query_user_info) and settings.hub.authtype is AuthType.NONE:
         logger.warning("--forward-user-info/--query-user-info send nothing with --authtype none (no user is known)")
 
 

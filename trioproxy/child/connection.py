@@ -87,7 +87,11 @@ class Connection:
             readable, _, _ = select.select([fd], [], [], 0)
             if not readable:
                 return True
-            junk = self.stream.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            sock = self.stream.socket
+            # A peek through a duplicate of the descriptor: trio's own recv is async, and this
+            # check is synchronous (it only runs when select said readable: EOF or junk).
+            with socket.fromfd(fd, sock.family, sock.type) as peek:
+                junk = peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except (OSError, ValueError):
             return False
         if junk:

@@ -40,14 +40,12 @@ from typing import Any, Protocol
 
 import trio
 
+from ..settings import REAPER_FINAL_SWEEP_S, REAPER_SWEEP_INTERVAL_S
+
 logger = logging.getLogger(__name__)
 
 #: prctl option number (linux/prctl.h).
 PR_SET_CHILD_SUBREAPER = 36
-#: Also sweep this often even without SIGCHLD (signals coalesce), in seconds.
-SWEEP_INTERVAL_S = 2.0
-#: Bound on the final kill-and-reap loop, in seconds.
-FINAL_SWEEP_S = 0.5
 
 
 def become_subreaper() -> bool:
@@ -213,14 +211,14 @@ async def reap_forever(exclude: Callable[[], int | None]) -> None:
             n = reap_zombies(exclude)
             if n:
                 logger.debug("reaped %d orphaned process(es)", n)
-            with trio.move_on_after(SWEEP_INTERVAL_S):
+            with trio.move_on_after(REAPER_SWEEP_INTERVAL_S):
                 await signals.__anext__()
 
 
 async def kill_descendants(exclude: Callable[[], int | None]) -> int:
     """SIGKILL and reap every child left (orphans re-parented to us). Bounded."""
     killed: set[int] = set()
-    with trio.move_on_after(FINAL_SWEEP_S):
+    with trio.move_on_after(REAPER_FINAL_SWEEP_S):
         while True:
             skip = exclude()
             left = [pid for pid, _ in _children() if pid != skip]
