@@ -16,7 +16,7 @@ HUB4_SPEC ?= jupyterhub>=4.1,<4.2
 HUB5_SPEC ?= jupyterhub>=5.4,<6
 CHP_SPEC  ?= configurable-http-proxy@5
 
-.PHONY: demo test venv install install-test unit fuzz soak clean
+.PHONY: demo test lint venv install install-test unit fuzz soak clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -68,11 +68,16 @@ demo: install
 	JUPYTERHUB_SERVICE_PREFIX=$(DEMO_PREFIX) $(VENV)/bin/trioproxy --authtype none --ip 127.0.0.1 --port $(DEMO_PORT) \
 		-- $(PY) -m trioproxy.demo --port {port}
 
-test: install-test
+test: install-test lint
 	$(PY) -m pytest
 
+# Types (mypy --strict, as configured in pyproject.toml) and lint (ruff): part of make test.
+lint: install-test
+	$(PY) -m ruff check
+	$(PY) -m mypy
+
 unit: install-test
-	$(PY) -m pytest tests/test_settings.py tests/test_template.py tests/test_routing.py tests/test_headers.py tests/test_applog.py tests/test_cookies.py tests/test_rewrite.py tests/test_hub_cookies.py tests/test_scopes.py tests/test_layout.py
+	$(PY) -m pytest tests/test_settings.py tests/test_template.py tests/test_routing.py tests/test_headers.py tests/test_applog.py tests/test_cookies.py tests/test_rewrite.py tests/test_hub_cookies.py tests/test_scopes.py tests/test_layout.py tests/test_frames.py tests/test_compat.py tests/test_procfs.py
 
 # The tests of known gaps, excluded from make test (README: Known gaps)
 gaps: install-test
@@ -80,7 +85,7 @@ gaps: install-test
 
 # The long fuzz run (the suite runs a short one)
 fuzz: install-test
-	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q tests/test_fuzz.py
+	FUZZ_EXAMPLES=20000 $(PY) -m pytest -q tests/test_fuzz.py tests/test_rewrite.py tests/test_frames.py
 
 # The long soak (the suite runs a quick one): 1,000 websockets, 100 streams, 3 minutes, then SIGTERM
 soak: install-test
