@@ -37,7 +37,7 @@ CHUNK = 1 << 20
 
 
 class Request:
-    __slots__ = ("method", "path", "query", "version", "headers")
+    __slots__ = ("headers", "method", "path", "query", "version")
 
     def __init__(self, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")

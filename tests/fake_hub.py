@@ -77,7 +77,9 @@ class FakeHub:
             "JUPYTERHUB_USER": user,
             "JUPYTERHUB_SERVER_NAME": "",
             "JUPYTERHUB_ACTIVITY_URL": f"{self.api_url}/users/{user}/activity",
-            "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps([f"access:servers!server={user}/", f"access:servers!user={user}"]),
+            "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps(
+                [f"access:servers!server={user}/", f"access:servers!user={user}"]
+            ),
         }
         env.update(extra)
         return env

@@ -70,7 +70,8 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 #: argv is then ``PREFIX... PY -c CODE PY -m trioproxy ARGS``, so ``sys.argv[4:]`` are the ARGS.
 ENTRY = "import sys; from trioproxy import cli as _cli; _cli.main(sys.argv[4:])"
 #: The same with the prctl taken out: the control that shows what it prevents.
-ENTRY_DUMPABLE = "import sys; from trioproxy import cli as _cli; _cli.not_dumpable = lambda: False; _cli.main(sys.argv[4:])"
+ENTRY_DUMPABLE = ("import sys; from trioproxy import cli as _cli; "
+                  "_cli.not_dumpable = lambda: False; _cli.main(sys.argv[4:])")
 _CAN_SPAWN = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import trio, hypercorn'], check=True)"
 
 

@@ -1,8 +1,7 @@
 """The pure rules of admission: what reaches the app, cross-site requests, login targets."""
 
-from trioproxy.auth import passage as _auth
-
 from trioproxy.auth import oauth as _oauth
+from trioproxy.auth import passage as _auth
 
 H = [(b"host", b"hub.example.org")]
 

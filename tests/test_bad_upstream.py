@@ -111,7 +111,9 @@ async def test_content_length_and_chunked_together_cannot_split_the_response(jum
             for i in range(3):
                 with trio.fail_after(15):
                     responses, rest, _ = await rawnet.exchange(
-                        p.port, rawnet.request("GET", "/user/test/cl-te") + rawnet.request("GET", f"/user/test/next{i}"))
+                        p.port,
+                        rawnet.request("GET", "/user/test/cl-te") + rawnet.request("GET", f"/user/test/next{i}"),
+                    )
                 assert responses, f"no response at all to /cl-te (bytes: {rest[:100]!r})"
                 first = responses[0]
                 assert first.status in (200, 502), first.status
@@ -119,7 +121,7 @@ async def test_content_length_and_chunked_together_cannot_split_the_response(jum
                     assert first.header(b"content-length") is None or first.header(b"transfer-encoding") is None
                     assert first.body.startswith(b"HTTP/1.1 200 OK") and first.body.endswith(b"SMUGGLED")
                 for r in responses[1:]:
-                    assert b"SMUGGLED" != r.body
+                    assert r.body != b"SMUGGLED"
                 r = await c.get(p.url + f"/after{i}")
                 assert r.status_code == 200 and r.json()["target"] == f"/after{i}", r.text
             no_traceback(p)
@@ -224,7 +226,8 @@ async def test_an_app_that_never_answers_gets_504_and_its_connection_is_closed()
             with trio.fail_after(5):
                 while True:
                     events = (await seen(c, p))["events"]
-                    if sum("never: closed by peer" in e for e in events) == 5 and "partial-head: closed by peer" in events:
+                    if (sum("never: closed by peer" in e for e in events) == 5
+                            and "partial-head: closed by peer" in events):
                         break
                     await trio.sleep(0.1)
             no_traceback(p)

@@ -23,10 +23,9 @@ import pytest
 import trio
 
 from trioproxy.child import conda as _conda
-
 from trioproxy.child import gitrepo as _gitrepo
-from trioproxy.child.output import LogTail
 from trioproxy.child.commands import Progress, Runner
+from trioproxy.child.output import LogTail
 from trioproxy.errors import BootstrapError
 from trioproxy.rules.lines import LineSplitter
 
@@ -130,7 +129,8 @@ def test_redaction_hides_credentials_everywhere():
     assert _gitrepo.redactor("https://ghp_abcdef@github.com/x")("$ git clone https://ghp_abcdef@github.com/x") == (
         "$ git clone https://***@github.com/x"
     )
-    assert _gitrepo.redactor("")("see http://a:b@h/ and git@github.com:o/r") == "see http://***@h/ and git@github.com:o/r"
+    assert (_gitrepo.redactor("")("see http://a:b@h/ and git@github.com:o/r")
+            == "see http://***@h/ and git@github.com:o/r")
 
 
 def test_splitter_splits_on_newline_and_lone_carriage_return():
@@ -210,7 +210,7 @@ async def test_runner_exit_status_lines_and_timeout():
         for code in range(5):
             assert (await run.run(["sh", "-c", f"exit {code}"], timeout_s=5, echo=False)).code == code
         started = trio.current_time()
-        with pytest.raises(BootstrapError, match="took longer than 0.3 s") as caught:
+        with pytest.raises(BootstrapError, match=r"took longer than 0\.3 s") as caught:
             await run.run(["sleep", "30"], timeout_s=0.3)
         assert caught.value.retry and trio.current_time() - started < 3 and run.pid is None
 
@@ -246,7 +246,8 @@ async def test_clone_then_the_app_runs_in_the_checkout(tmp_path: Path, upstream:
     assert info["cwd"] == str(folder)
     assert {"README.md", "app.txt"} <= set(info["files"]) and "dev.txt" not in info["files"]
     assert "GIT_TERMINAL_PROMPT" not in info["env"]  # git's settings are git's only
-    assert f"$ git clone --depth 1 --branch master --no-single-branch -- {upstream.url} {folder}/.trioproxy-clone" in p.log
+    assert (f"$ git clone --depth 1 --branch master --no-single-branch -- {upstream.url} {folder}/.trioproxy-clone"
+            in p.log)
     assert f"cloning {upstream.url}" in p.log
     assert git("rev-parse", "--is-shallow-repository", cwd=folder).strip() == "true"
     assert p.log.index("the checkout is ready") < p.log.index("starting the app")
@@ -451,7 +452,8 @@ async def test_missing_conda_is_explained(tmp_path: Path):
             page = html.unescape(await down_page(p))
             await p.wait_log("the app cannot start")
             assert p.proc.returncode is None
-    assert f"The app was not started: {missing} was not found: --conda-env needs conda; set $CONDA_EXE to its path" in page
+    assert (f"The app was not started: {missing} was not found: --conda-env needs conda; "
+            "set $CONDA_EXE to its path") in page
     assert "was not found" in p.log and "Traceback" not in p.log
 
 

@@ -47,7 +47,10 @@ async def test_app_that_exits_is_restarted_and_serves_again():
 
 async def test_repeated_failure_exits_nonzero_with_escaped_page():
     with trio.fail_after(60):
-        async with run_proxy(["--public-controls", "--max-restarts", "2", *app_cmd("crash_app.py", "--mode", "exit1")]) as p, client() as c:
+        async with (
+            run_proxy(["--public-controls", "--max-restarts", "2", *app_cmd("crash_app.py", "--mode", "exit1")]) as p,
+            client() as c,
+        ):
             await p.wait_log("the app exited with code 1")
             r = await c.get(p.url + "/")  # down, or starting again and down within the bounded wait
             assert r.status_code == 502
@@ -63,7 +66,10 @@ async def test_not_ready_gets_starting_page_then_restart(jump_clock):
     # Nothing here waits on the app (it never answers): trio's clock jumps as soon as the loop idles.
     jump_clock.autojump_threshold = 0.02
     with trio.fail_after(60):
-        async with serve_proxy(["--ready-timeout", "8", *app_cmd("crash_app.py", "--mode", "never-ready")]) as p, client() as c:
+        async with (
+            serve_proxy(["--ready-timeout", "8", *app_cmd("crash_app.py", "--mode", "never-ready")]) as p,
+            client() as c,
+        ):
             r = await c.get(p.url + "/")
             assert r.status_code == 503 and "starting" in r.text and r.headers["retry-after"]
             await p.wait_log("did not answer on / within 8 s", timeout=20)
@@ -99,7 +105,10 @@ async def test_ready_check_path_and_destport():
         from .conftest import free_port
 
         port = free_port()
-        async with serve_proxy(["--destport", str(port), "--ready-check-path", "/status/204", *ECHO]) as p, client() as c:
+        async with (
+            serve_proxy(["--destport", str(port), "--ready-check-path", "/status/204", *ECHO]) as p,
+            client() as c,
+        ):
             await p.wait_ready()
             assert f"on port {port}" in p.log
             r = await c.get(p.url + "/")
@@ -235,7 +244,9 @@ async def test_the_guard_leaves_the_shutdown_and_restarts_to_trioproxy():
 def _unshare_works() -> bool:
     if os.geteuid() != 0 or not shutil.which("unshare"):
         return False
-    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True, timeout=10, check=False)
+    r = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True, timeout=10, check=False
+    )
     return r.returncode == 0
 
 

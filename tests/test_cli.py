@@ -40,7 +40,9 @@ def test_unknown_option_and_bad_template_exit_2_before_starting():
 
 
 def test_python_dash_m_main_spelling_works():
-    r = subprocess.run([sys.executable, "-m", "trioproxy.main", "--version"], capture_output=True, text=True, timeout=20)
+    r = subprocess.run(
+        [sys.executable, "-m", "trioproxy.main", "--version"], capture_output=True, text=True, timeout=20
+    )
     assert r.returncode == 0 and __version__ in r.stdout
 
 
@@ -60,7 +62,8 @@ async def test_plain_http_server_with_readme_style_command():
     port = free_port()
     with trio.fail_after(30):
         async with run_proxy(
-            ["--destport", "0", sys.executable, "{-}m", "http.server", "{port}", "{--}bind", "127.0.0.1", "--ip", "127.0.0.1"],
+            ["--destport", "0", sys.executable, "{-}m", "http.server", "{port}", "{--}bind", "127.0.0.1",
+             "--ip", "127.0.0.1"],
             port=port,
         ) as p:
             async with httpx.AsyncClient(trust_env=False, timeout=20) as c:
@@ -69,8 +72,8 @@ async def test_plain_http_server_with_readme_style_command():
 
 
 def test_pass_api_token_option_its_help_and_what_the_app_and_its_helpers_get():
-    from trioproxy.child import bootstrap as _bootstrap
     from trioproxy import cli as _cli
+    from trioproxy.child import bootstrap as _bootstrap
     from trioproxy.child.output import LogTail
 
     r = cli("--help")
@@ -89,7 +92,8 @@ def test_pass_api_token_option_its_help_and_what_the_app_and_its_helpers_get():
 def test_not_dumpable_in_a_fresh_process_only():
     code = (
         "import ctypes, sys; libc = ctypes.CDLL(None); before = libc.prctl(3, 0, 0, 0, 0); "
-        "from trioproxy import cli as _cli, run as _run; from trioproxy.child import supervisor as _child; import trioproxy; imported = libc.prctl(3, 0, 0, 0, 0); "
+        "from trioproxy import cli as _cli, run as _run; from trioproxy.child import supervisor as _child; "
+        "import trioproxy; imported = libc.prctl(3, 0, 0, 0, 0); "
         "ok = _cli.not_dumpable(); print(before, imported, ok, libc.prctl(3, 0, 0, 0, 0))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=False)

@@ -42,7 +42,8 @@ async def test_status_restart_and_logs_for_the_owner_only():
                     assert (await c.get(ctl + "/logs", headers=sam)).status_code == 403
                     # Restart: needs the action header (no form from another site can send it).
                     assert (await c.post(ctl + "/restart", headers=dan)).status_code == 403
-                    assert (await c.post(ctl + "/restart", headers={**dan, "X-Trioproxy-Action": "restart"})).status_code == 202
+                    restart = await c.post(ctl + "/restart", headers={**dan, "X-Trioproxy-Action": "restart"})
+                    assert restart.status_code == 202
                     while True:
                         status = (await c.get(ctl + "/status", headers=dan)).json()
                         if status["ready"] and status["pid"] != pid:
@@ -106,7 +107,8 @@ async def test_metrics_need_a_user_of_this_server_unless_public():
 
 SLOW_START = ["--ready-timeout", "30", "--", "sh", "-c",
               "for i in 1 2 3; do echo starting-step-$i; sleep 0.7; done; "
-              f"exec {__import__('sys').executable} {__import__('pathlib').Path(__file__).parent / 'apps' / 'echo_app.py'} --port {{port}}"]
+              f"exec {__import__('sys').executable} "
+              f"{__import__('pathlib').Path(__file__).parent / 'apps' / 'echo_app.py'} --port {{port}}"]
 
 
 async def test_start_up_page_streams_logs_to_the_owner_only():
@@ -118,7 +120,8 @@ async def test_start_up_page_streams_logs_to_the_owner_only():
                              authtype="oauth") as proxy:
             async with httpx.AsyncClient(trust_env=False, timeout=15) as c:
                 with trio.fail_after(30):
-                    mine, theirs = await c.get(proxy.url + "/echo", headers=dan), await c.get(proxy.url + "/echo", headers=sam)
+                    mine = await c.get(proxy.url + "/echo", headers=dan)
+                    theirs = await c.get(proxy.url + "/echo", headers=sam)
                     if mine.status_code == 503:  # (a slow machine may see the app ready already)
                         assert "EventSource" in mine.text and "/user/dan/_trioproxy/logs?follow=1" in mine.text
                         assert theirs.status_code == 503 and "EventSource" not in theirs.text
@@ -133,7 +136,9 @@ async def test_failure_page_shows_the_last_lines_to_the_owner_only():
         sam = {"Authorization": f"token {hub.add_user('sam', scopes=['access:servers!server=dan/'])}"}
         port = free_port()
         crash = ["--max-restarts", "20", "--", "sh", "-c", "echo secret-ish-line; exit 3"]
-        async with serve_proxy(crash, env=hub.env(proxy_port=port), prefix=PREFIX, port=port, authtype="oauth") as proxy:
+        async with serve_proxy(
+            crash, env=hub.env(proxy_port=port), prefix=PREFIX, port=port, authtype="oauth"
+        ) as proxy:
             await proxy.wait_log("secret-ish-line")
             async with httpx.AsyncClient(trust_env=False, timeout=15) as c:
                 with trio.fail_after(30):
@@ -171,7 +176,9 @@ async def test_the_owners_name_is_not_enough_and_admins_get_the_status_only():
                     assert (await c.get(proxy.url + "/echo", headers=admin)).status_code == 200
                     r = await c.get(ctl + "/status", headers=admin)
                     assert r.status_code == 200 and r.json()["status"] == "ready"
-                    for method, path in (("GET", "/logs"), ("GET", "/logs?follow=1"), ("GET", "/"), ("POST", "/restart")):
+                    for method, path in (
+                        ("GET", "/logs"), ("GET", "/logs?follow=1"), ("GET", "/"), ("POST", "/restart")
+                    ):
                         r = await c.request(method, ctl + path, headers={**admin, **action})
                         assert r.status_code == 403 and "Owner only" in r.text, path
             assert "restart requested" not in proxy.log
@@ -180,8 +187,8 @@ async def test_the_owners_name_is_not_enough_and_admins_get_the_status_only():
 async def test_a_restart_with_the_login_cookie_needs_the_pages_anti_forgery_token(tmp_path):
     import re
 
-    from trioproxy.ops.controls import xsrf_token
     from trioproxy.hub.tokens import digest
+    from trioproxy.ops.controls import xsrf_token
 
     secret = tmp_path / "secret"
     secret.write_text("ef" * 32)

@@ -20,7 +20,8 @@ def test_outside_jupyterhub_names_what_is_missing_and_exits_1():
     assert r.returncode == 1
     assert "missing: JUPYTERHUB_API_TOKEN" in r.stdout
     assert "NO_PROXY does not cover 127.0.0.1, localhost" in r.stdout
-    r = doctor({"PATH": "/usr/bin:/bin", "HTTP_PROXY": "http://proxy.example:3128", "NO_PROXY": "localhost,127.0.0.0/8"},
+    r = doctor({"PATH": "/usr/bin:/bin", "HTTP_PROXY": "http://proxy.example:3128",
+                "NO_PROXY": "localhost,127.0.0.0/8"},
                "--authtype", "none", "--port", "0")
     assert r.returncode == 0, r.stdout
     assert "NO_PROXY covers loopback" in r.stdout
@@ -41,7 +42,8 @@ async def test_in_a_spawned_servers_environment(tmp_path):
             await hub.stop_server("alice")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     for line in ("the JupyterHub variables are all set", "matches the prefix", "access scopes name this server",
-                 "certificate and key load and match", "the CA bundle holds", "issued by CN=notebooks-ca", "JupyterHub 6.", "chaining to JUPYTERHUB_SSL_CLIENT_CA",
+                 "certificate and key load and match", "the CA bundle holds", "issued by CN=notebooks-ca",
+                 "JupyterHub 6.", "chaining to JUPYTERHUB_SSL_CLIENT_CA",
                  "the API token is valid", "may report activity"):
         assert line in ok.stdout, (line, ok.stdout)
     assert bad.returncode == 1 and "does not accept JUPYTERHUB_API_TOKEN" in bad.stdout

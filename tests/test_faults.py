@@ -11,6 +11,7 @@ Loopback only; every test is bounded by ``trio.fail_after``.
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import re
 import resource
@@ -170,7 +171,8 @@ async def test_hub_down_while_browsing_with_a_login_cookie():
                         # Past the cache: a clear 502 page, no redirect loop to a Hub that is down.
                         await trio.sleep(ttl + 0.3 - (time.monotonic() - logged_in_at))
                         r = await browser.get(p.url + "/echo", headers={"sec-fetch-mode": "navigate"})
-                        assert r.status_code == 502 and "JupyterHub unavailable" in r.text, (r.status_code, r.text[:300])
+                        assert r.status_code == 502 and "JupyterHub unavailable" in r.text, (
+                            r.status_code, r.text[:300])
                         assert "Traceback" not in r.text
                         with pytest.raises(ConnectionRejected) as info:
                             async with open_websocket_url(p.ws_url + "/ws", extra_headers=ws_headers):
@@ -223,7 +225,7 @@ async def test_activity_reports_back_off_while_the_hub_is_down_or_failing(jump_c
                     while len(hub.activity) < 4:
                         await trio.sleep(0.05)
                 times = [t for t, _ in hub.activity]
-                gaps = [round(b - a, 2) for a, b in zip(times, times[1:])]
+                gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
             waits = [int(w) for w in re.findall(r"activity report failed .*?retrying in (\d+) s", p.log)]
     assert waits[:3] == [1, 2, 4], waits  # doubling from 1 s while the Hub is down, then 5xx
     # The fourth attempt (the Hub failing) came 4 s after the third; the next reports, accepted,
@@ -312,10 +314,12 @@ async def test_file_descriptor_limit_refuses_new_connections_and_spares_existing
                 t0 = time.monotonic()
                 # A new connection is refused promptly: a 503, or closed; not left hanging.
                 with trio.fail_after(15):
-                    responses, _, closed = await rawnet.exchange(p.port, rawnet.request("GET", "/user/test/new"), quiet=5)
+                    responses, _, closed = await rawnet.exchange(
+                        p.port, rawnet.request("GET", "/user/test/new"), quiet=5)
                 if not ((responses and responses[0].status == 503) or (not responses and closed)):
                     problems.append(f"at the fd limit a new connection got {[r.status for r in responses]} "
-                                    f"and was {'closed' if closed else 'left open'} after 5 s (expected a 503, or closed)")
+                                    f"and was {'closed' if closed else 'left open'} after 5 s "
+                                    "(expected a 503, or closed)")
                 # Existing connections are unharmed.
                 with trio.fail_after(10):
                     await ws.send_text("two")

@@ -13,20 +13,13 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trioproxy.auth import passage as _auth
-
-from trioproxy.rules import cookies as _cookies
-
-from trioproxy.rules import headers as _headers
-
-from trioproxy.auth import oauth as _oauth
-
-from trioproxy.rules import routing as _routing
-
-from trioproxy.rules import scopes as _scopes
-
 from trioproxy import settings as _settings
-
+from trioproxy.auth import oauth as _oauth
+from trioproxy.auth import passage as _auth
+from trioproxy.rules import cookies as _cookies
+from trioproxy.rules import headers as _headers
+from trioproxy.rules import routing as _routing
+from trioproxy.rules import scopes as _scopes
 from trioproxy.rules import template as _template
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
@@ -71,7 +64,8 @@ def test_routing_never_climbs_out_of_the_prefix(prefix, raw_path, query, method,
         assert path.startswith(b"/")
     elif isinstance(route, _routing.Redirect):
         assert route.location.startswith(p + b"/") or route.location.startswith(p.replace(b"%40", b"@") + b"/")
-        assert b"\r" not in route.location and b"\n" not in route.location or b"\r" in raw_path + query or b"\n" in raw_path + query
+        assert ((b"\r" not in route.location and b"\n" not in route.location)
+                or b"\r" in raw_path + query or b"\n" in raw_path + query)
     elif isinstance(route, _routing.Internal):
         assert raw_path.startswith(_routing.OPS) or raw_path == p + route.path
 
@@ -115,7 +109,8 @@ cookie_name = st.sampled_from(["jupyterhub-user-dan", "jupyterhub-user-dan-oauth
 
 
 @fuzz
-@given(st.lists(st.tuples(cookie_name, st.text(alphabet=string.ascii_letters + string.digits + "=/+-_.\"", max_size=20)),
+@given(st.lists(st.tuples(cookie_name,
+                          st.text(alphabet=string.ascii_letters + string.digits + "=/+-_.\"", max_size=20)),
                 max_size=8), st.lists(st.binary(max_size=40), max_size=2))
 def test_cookie_rewriting_keeps_exactly_the_others(pairs, junk):
     value = "; ".join(f"{k}={v}" if k else v for k, v in pairs)
@@ -175,7 +170,8 @@ env_value = st.one_of(st.text(max_size=30), st.sampled_from(["", "0", "1", "-1",
 
 @fuzz
 @given(st.dictionaries(st.sampled_from([
-    "JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_OAUTH_ACCESS_SCOPES", "JUPYTERHUB_COOKIE_OPTIONS",
+    "JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_OAUTH_ACCESS_SCOPES",
+    "JUPYTERHUB_COOKIE_OPTIONS",
     "JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_SSL_CERTFILE", "NBGITPULLER_DEPTH", "JUPYTERHUB_ANYONE",
     "TRIOPROXY_COOKIE_SECRET", "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED", "JUPYTERHUB_ALLOW_TOKEN_IN_URL"]), env_value))
 def test_settings_from_any_environment_build_or_name_the_culprit(environ):

@@ -109,7 +109,7 @@ async def test_large_download_and_upload_stream():
                 async for chunk in r.aiter_raw():
                     h.update(chunk)
                     n += len(chunk)
-            expected = hashlib.sha256((bytes(range(256)) * (size // 256))).hexdigest()
+            expected = hashlib.sha256(bytes(range(256)) * (size // 256)).hexdigest()
             assert n == size and h.hexdigest() == expected
 
             body = b"u" * (50 * 2**20)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import re
+
 import pytest
 import trio
 import trio_websocket
@@ -236,7 +237,7 @@ async def test_activity_moves_with_traffic_and_stands_still_when_idle(hub, name)
 async def test_stopping_from_the_hub_leaves_no_process(hub, tmp_path):
     # fork_app leaves two grandchildren, one in a session of its own.
     pidfile = tmp_path / "pids.json"
-    server = await serve(hub, "alice", app="fork_app.py", app_args=("--pidfile", str(pidfile), "--devnull"))
+    await serve(hub, "alice", app="fork_app.py", app_args=("--pidfile", str(pidfile), "--devnull"))
     with trio.fail_after(10):
         while not pidfile.exists():
             await trio.sleep(0.05)
@@ -277,9 +278,13 @@ async def test_internal_ssl_login_websocket_and_activity(version, tmp_path):
                 # trioproxy reaches the Hub API with its own.
                 r = await hub.login(c, "alice", next_url="/user/alice/echo")
                 assert r.status_code == 200 and r.json()["raw_path"] == "/echo"
-                cookie = "; ".join(f"{ck.name}={ck.value}" for ck in c.cookies.jar if "/user/alice/".startswith(ck.path))
+                cookie = "; ".join(
+                    f"{ck.name}={ck.value}" for ck in c.cookies.jar if "/user/alice/".startswith(ck.path)
+                )
             ws = server["full_url"].replace("http://", "ws://") + "ws"
-            async with trio_websocket.open_websocket_url(ws, extra_headers=[("Cookie", cookie), ("Origin", hub.url)]) as conn:
+            async with trio_websocket.open_websocket_url(
+                ws, extra_headers=[("Cookie", cookie), ("Origin", hub.url)]
+            ) as conn:
                 await conn.send_message("hello?")
                 assert await conn.get_message() == "hello!"
             while await _last_activity(hub, "alice", "") == before:

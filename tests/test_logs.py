@@ -10,8 +10,10 @@ import trio
 from .conftest import PY, run_proxy
 from .fake_hub import API_TOKEN, fake_hub
 
-SAY = ["--", PY, "-c", "import sys, time; print('out-line', flush=True); print('err-line', file=sys.stderr, flush=True); "
-       "import http.server as h; h.test(HandlerClass=h.SimpleHTTPRequestHandler, port=int(sys.argv[1]), bind='127.0.0.1')",
+SAY = ["--", PY, "-c",
+       "import sys, time; print('out-line', flush=True); print('err-line', file=sys.stderr, flush=True); "
+       "import http.server as h; "
+       "h.test(HandlerClass=h.SimpleHTTPRequestHandler, port=int(sys.argv[1]), bind='127.0.0.1')",
        "{port}"]
 
 

@@ -69,7 +69,9 @@ async def test_login_flow_pkce_cookie_and_landing():
             assert r.status_code == 200 and str(r.url).endswith("/user/dan/echo?a=1&b=%2F")
             assert r.json()["raw_path"] == "/echo" and r.json()["query_string"] == "a=1&b=%2F"
             callback = r.history[-1]
-            login_cookie = [v for k, v in callback.headers.multi_items() if k == "set-cookie" and v.startswith(CLIENT_ID + "=")]
+            login_cookie = [
+                v for k, v in callback.headers.multi_items() if k == "set-cookie" and v.startswith(CLIENT_ID + "=")
+            ]
             assert len(login_cookie) == 1
             assert all(a in login_cookie[0] for a in ("HttpOnly", "Path=/user/dan/", "SameSite=Lax", "Max-Age=3600"))
             token = next(iter(hub.tokens))
@@ -98,7 +100,7 @@ async def test_callback_errors_and_two_tabs():
                     one = await c.get(proxy.url + "/echo?tab=1")
                     two = await c.get(proxy.url + "/echo?tab=2")
                     assert one.status_code == two.status_code == 302
-                    assert len([k for k in c.cookies.keys() if "-oauth-state-" in k]) == 2
+                    assert len([k for k in c.cookies if "-oauth-state-" in k]) == 2
                     hub_two = await c.get(two.headers["location"])  # the Hub answers with the callback redirect
                     hub_one = await c.get(one.headers["location"])
                     r2 = await c.get(hub_two.headers["location"], follow_redirects=True)
@@ -131,7 +133,8 @@ async def test_what_the_app_sees_and_user_info():
             headers = r.json()["headers"]
             assert seen_cookies(r) == "app=mine"
             info = [v for k, v in headers if k == "x-cdsdashboards-jh-user"]
-            assert len(info) == 1 and json.loads(info[0]) == {"kind": "user", "name": "dan", "admin": False, "groups": []}
+            assert len(info) == 1
+            assert json.loads(info[0]) == {"kind": "user", "name": "dan", "admin": False, "groups": []}
             q = parse_qs(r.json()["query_string"])
             assert q["CDSDASHBOARDS_JH_USER"] == [info[0]]
 
@@ -242,7 +245,8 @@ async def test_malformed_tokens_get_403_and_the_hub_is_not_asked(tmp_path):
                                   b"token ab\tcd", b"Bearer ab cd", "token ✓".encode()):
                         r = await c.get(proxy.url + "/echo", headers={"Authorization": value})
                         assert r.status_code == 403 and "malformed" in r.text, (value[:40], r.text)
-                    for query in ("token=%00abc", "token=%C3%A9", "token=a%20b", "token=" + "a" * (MAX_TOKEN_BYTES + 1)):
+                    for query in ("token=%00abc", "token=%C3%A9", "token=a%20b",
+                                  "token=" + "a" * (MAX_TOKEN_BYTES + 1)):
                         with pytest.raises(trio_websocket.ConnectionRejected) as info:
                             async with trio_websocket.open_websocket_url(proxy.ws_url + "/ws?" + query):
                                 pass
@@ -250,10 +254,12 @@ async def test_malformed_tokens_get_403_and_the_hub_is_not_asked(tmp_path):
                     # A login cookie sealed with our secret but holding a malformed token, or not sealed at all.
                     for sealed in (sealer.seal(CLIENT_ID, "bad token"), sealer.seal(CLIENT_ID, "x" * 5000),
                                    "n\xf6t-s\xe9aled"):
-                        r = await c.get(proxy.url + "/echo", headers={"Cookie": f"{CLIENT_ID}={sealed}".encode("latin-1"),
-                                                                       "Sec-Fetch-Mode": "cors"})
+                        r = await c.get(proxy.url + "/echo",
+                                        headers={"Cookie": f"{CLIENT_ID}={sealed}".encode("latin-1"),
+                                                 "Sec-Fetch-Mode": "cors"})
                         assert r.status_code == 403 and "Login required" in r.text
-                        assert any(v.startswith(CLIENT_ID + "=;") for k, v in r.headers.multi_items() if k == "set-cookie")
+                        assert any(v.startswith(CLIENT_ID + "=;")
+                                   for k, v in r.headers.multi_items() if k == "set-cookie")
                     assert hub.user_calls == calls  # the Hub was never asked
             assert "Traceback" not in proxy.log and "malformed token" in proxy.log
 
@@ -278,7 +284,8 @@ async def test_credential_cookies_and_url_tokens_never_reach_the_app():
                     assert r.status_code == 200 and r.json()["query_string"] == "c=3" and tok not in r.text
                     assert seen_cookies(r) == "app=mine; jupyterhub=kept"
                     async with trio_websocket.open_websocket_url(
-                        proxy.ws_url + "/ws?token=zzz&d=4", extra_headers=[("Authorization", f"token {tok}"), ("Cookie", jar)]
+                        proxy.ws_url + "/ws?token=zzz&d=4",
+                        extra_headers=[("Authorization", f"token {tok}"), ("Cookie", jar)],
                     ) as conn:
                         await conn.send_message("headers?")
                         seen = json.loads(await conn.get_message())
@@ -333,16 +340,20 @@ async def test_websockets_are_authenticated_like_http():
                     await login(c, proxy.url + "/echo")
                     cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
                 origin = f"http://127.0.0.1:{proxy.port}"
-                async with trio_websocket.open_websocket_url(ws, extra_headers=[("Cookie", cookie), ("Origin", origin)]) as conn:
+                async with trio_websocket.open_websocket_url(
+                    ws, extra_headers=[("Cookie", cookie), ("Origin", origin)]
+                ) as conn:
                     await conn.send_message("hi")
                     assert await conn.get_message() == "hi"
                 assert await refused(ws, [("Cookie", cookie), ("Origin", "http://evil.example")]) == 403
-                assert await refused(ws, [("Cookie", cookie), ("Origin", origin), ("Sec-Fetch-Site", "cross-site")]) == 403
+                cross_site = [("Cookie", cookie), ("Origin", origin), ("Sec-Fetch-Site", "cross-site")]
+                assert await refused(ws, cross_site) == 403
                 # Cross-site unsafe HTTP with the cookie is refused; same-origin works without any _xsrf.
                 async with client(cookies=c.cookies) as c2:
                     r = await c2.post(proxy.url + "/echo", content=b"x", headers={"Origin": "http://evil.example"})
                     assert r.status_code == 403 and "Cross-site" in r.text
-                    r = await c2.post(proxy.url + "/echo", content=b"x", headers={"Origin": origin, "Sec-Fetch-Site": "same-origin"})
+                    r = await c2.post(proxy.url + "/echo", content=b"x",
+                                      headers={"Origin": origin, "Sec-Fetch-Site": "same-origin"})
                     assert r.status_code == 200
             assert "refused a cross-site websocket" in proxy.log
 
@@ -454,7 +465,8 @@ async def test_readiness_probe_held_while_the_app_starts():
         env = hub.env(proxy_port=port)
         # The app takes about 2 s to listen.
         args = ["--hub-ready-timeout", "20", "--ready-timeout", "30",
-                "--", "sh", "-c", f"sleep 2; exec {app_cmd('echo_app.py')[1]} {app_cmd('echo_app.py')[2]} --port {{port}}"]
+                "--", "sh", "-c",
+                f"sleep 2; exec {app_cmd('echo_app.py')[1]} {app_cmd('echo_app.py')[2]} --port {{port}}"]
         async with serve_proxy(args, env=env, prefix=PREFIX, port=port, authtype="oauth") as proxy:
             async with client() as c:
                 with trio.fail_after(20):

@@ -12,7 +12,8 @@ from .fake_hub import fake_hub
 async def test_live_and_ready_need_no_login_and_say_nothing_else():
     async with fake_hub() as hub:
         port = free_port()
-        slow_app = ["--ready-timeout", "30", "--", "sh", "-c", f"sleep 1.5; exec {PY} {APPS / 'echo_app.py'} --port {{port}}"]
+        slow_app = ["--ready-timeout", "30", "--", "sh", "-c",
+                    f"sleep 1.5; exec {PY} {APPS / 'echo_app.py'} --port {{port}}"]
         with trio.fail_after(30):
             async with serve_proxy(slow_app, env=hub.env(proxy_port=port), port=port, prefix="/user/dan/",
                                  authtype="oauth") as proxy:

@@ -18,7 +18,7 @@ NET_TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when 
 NET_TCP6 = """  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000000000000000000001000000:C0ED 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 10232 1 0 100 0 0 10 0
    1: 0000000000000000FFFF00000100007F:1F91 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 11 1 0 100 0 0 10 0
-"""
+"""  # noqa: E501 (verbatim /proc/net/tcp6 lines, as the kernel writes them)
 
 
 def test_net_tcp_tables_give_listeners_only() -> None:

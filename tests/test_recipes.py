@@ -295,7 +295,7 @@ def _kernel_msg(msg_type: str, content: dict, session: str) -> str:
         "session": session,
         "username": "",
         "version": "5.3",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(),
     }
     return json.dumps(
         {"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell", "buffers": []}

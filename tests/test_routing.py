@@ -5,7 +5,8 @@ from trioproxy.rules.routing import Forward, Internal, NotFound, Redirect, Route
 
 def test_forward_keeps_raw_bytes():
     r = Router.for_prefix("/user/dan")
-    assert r.route("GET", b"/user/dan/a%2Fb/%25x/%40y", b"x=1&flag&p=a+b") == Forward(b"/a%2Fb/%25x/%40y?x=1&flag&p=a+b")
+    assert (r.route("GET", b"/user/dan/a%2Fb/%25x/%40y", b"x=1&flag&p=a+b")
+            == Forward(b"/a%2Fb/%25x/%40y?x=1&flag&p=a+b"))
     assert r.route("GET", b"/user/dan/", b"") == Forward(b"/")
 
 
@@ -36,14 +37,16 @@ def test_root_prefix_forwards_everything():
 
 
 def test_oauth_callback_is_internal():
-    assert Router.for_prefix("/user/dan").route("GET", b"/user/dan/oauth_callback", b"x") == Internal(b"/oauth_callback")
+    assert (Router.for_prefix("/user/dan").route("GET", b"/user/dan/oauth_callback", b"x")
+            == Internal(b"/oauth_callback"))
 
 
 def test_ops_endpoints_are_outside_every_prefix():
     for prefix in ("/user/dan", ""):
         r = Router.for_prefix(prefix)
         assert r.route("GET", b"/_trioproxy/live", b"") == Internal(b"/_trioproxy/live")
-    assert Router.for_prefix("/user/dan").route("GET", b"/user/dan/_trioproxy/x", b"") == Internal(b"/_trioproxy/x", True)
+    assert (Router.for_prefix("/user/dan").route("GET", b"/user/dan/_trioproxy/x", b"")
+            == Internal(b"/_trioproxy/x", True))
 
 
 def test_keep_prefix_forwards_the_whole_path():

@@ -153,7 +153,9 @@ async def test_a_shared_servers_owner_cannot_replay_a_visitors_token_on_her_own_
             assert "does not grant access to this server" in r.text
             # Alice's own general-purpose API token: the line between the two.
             own = await hub.user_token("alice")
-            assert await reach(hub, alice, own, direct) == {"app": 200, "ws": 101, "status": 200, "logs": 200, "restart": 202}
+            assert await reach(hub, alice, own, direct) == {
+                "app": 200, "ws": 101, "status": 200, "logs": 200, "restart": 202
+            }
     finally:
         await hub.api("DELETE", "/shares/bob/", expect=None)
         await hub.stop_server("bob")

@@ -7,7 +7,6 @@ import click
 import pytest
 
 from trioproxy import cli as _cli
-
 from trioproxy import settings as _settings
 
 
@@ -58,7 +57,8 @@ def test_explicit_port_and_ip_win():
 
 
 def test_interspersed_options_and_placeholders():
-    s = parse("--port", "8000", "--destport", "8505", "streamlit", "hello", "{--}server.port", "{port}", "--ip", "0.0.0.0")
+    s = parse("--port", "8000", "--destport", "8505",
+              "streamlit", "hello", "{--}server.port", "{port}", "--ip", "0.0.0.0")
     assert s.child.command == ("streamlit", "hello", "{--}server.port", "{port}")
     assert s.server.ip == "0.0.0.0" and s.child.destport == 8505
 
@@ -137,7 +137,7 @@ def test_authtype_is_parsed_once_into_the_enum():
     assert parse("--authtype", "none", "a").hub.authtype is _settings.AuthType.NONE
     assert parse("--authtype", "oauth", "a").hub.authtype is _settings.AuthType.OAUTH
     # The enum prints as the word given (log lines and the doctor's header read as before).
-    assert f"{_settings.AuthType.NONE}" == "none" and "%s" % _settings.AuthType.OAUTH == "oauth"
+    assert f"{_settings.AuthType.NONE}" == "none" and "%s" % _settings.AuthType.OAUTH == "oauth"  # noqa: UP031 (as logging formats it)
     with pytest.raises(_settings.SettingsError, match="--authtype: must be one of 'oauth', 'none', not 'basic'"):
         _settings._authtype("basic")
 

@@ -83,7 +83,10 @@ async def _scenario(p, c, *, sigterm) -> dict:
 
 async def test_sigterm_closes_websockets_fast_kills_the_group_exits_zero():
     with trio.fail_after(60):
-        async with run_proxy(["--shutdown-timeout", "0.8", *ECHO]) as p, httpx.AsyncClient(trust_env=False, timeout=20) as c:
+        async with (
+            run_proxy(["--shutdown-timeout", "0.8", *ECHO]) as p,
+            httpx.AsyncClient(trust_env=False, timeout=20) as c,
+        ):
             await p.wait_ready()
             out = await _scenario(p, c, sigterm=lambda: p.signal(signal.SIGTERM))
     assert out["ws_code"] == 1001

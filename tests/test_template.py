@@ -6,7 +6,8 @@ from trioproxy.rules import template as _template
 
 
 def test_render_all_keys():
-    cmd = ["voila", "{presentation_path}", "{--}port={port}", "{-}m", "{--}Voila.base_url={base_url}/", "x{origin_host}"]
+    cmd = ["voila", "{presentation_path}", "{--}port={port}", "{-}m", "{--}Voila.base_url={base_url}/",
+           "x{origin_host}"]
     values = {"port": 8123, "base_url": "/user/dan", "presentation_path": "/a/b.ipynb", "origin_host": "hub:8000"}
     assert _template.render(cmd, values) == [
         "voila", "/a/b.ipynb", "--port=8123", "-m", "--Voila.base_url=/user/dan/", "xhub:8000",

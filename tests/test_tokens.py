@@ -1,4 +1,3 @@
-import pytest
 import trio
 
 from trioproxy.hub.tokens import TokenCache
@@ -119,11 +118,11 @@ async def _scoped(scope, cache):
 
 
 def test_well_formed_tokens_only():
-    from trioproxy.settings import MAX_TOKEN_BYTES
     from trioproxy.hub.tokens import digest, well_formed
+    from trioproxy.settings import MAX_TOKEN_BYTES
 
     assert well_formed("0123abcdef" * 4) and well_formed("a" * MAX_TOKEN_BYTES) and well_formed("a-b_c.d~e/f+=")
     for bad in ("", "a" * (MAX_TOKEN_BYTES + 1), "ab cd", "ab\tcd", "ab\x00", "ab\r\nX-Evil: 1", "tökén",
                 "ab\x7f", "\u2028", "ab\udcff"):
         assert not well_formed(bad), repr(bad)
-    assert digest("t") == digest("t") != digest("u") and len(digest("t")) == 32 and b"t" != digest("t")
+    assert digest("t") == digest("t") != digest("u") and len(digest("t")) == 32 and digest("t") != b"t"

@@ -12,9 +12,9 @@ import time
 import trio
 from trio_websocket import open_websocket_url
 
-from . import rawnet
 from trioproxy.settings import Settings
 
+from . import rawnet
 from .conftest import app_cmd, serve_proxy
 from .rawnet import OP_BINARY, OP_PING, OP_PONG, OP_TEXT, frame
 
@@ -23,7 +23,7 @@ INTERVAL_S = 0.5
 TIMEOUT_S = 0.5
 
 
-def FAST(s: Settings) -> Settings:  # noqa: N802 (reads as the constant it replaced)
+def FAST(s: Settings) -> Settings:
     return dataclasses.replace(s, proxy=dataclasses.replace(s.proxy, ws_ping_interval_s=INTERVAL_S,
                                                             ws_ping_timeout_s=TIMEOUT_S))
 

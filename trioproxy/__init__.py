@@ -35,8 +35,8 @@ the caller's trio loop: settings in, a started server out) and ``__version__``.
 
 from typing import Any
 
-from .settings import Settings
 from ._version import __version__
+from .settings import Settings
 
 __all__ = ["Settings", "__version__", "run", "serving"]
 
@@ -44,7 +44,7 @@ __all__ = ["Settings", "__version__", "run", "serving"]
 def __getattr__(name: str) -> Any:
     # ``run`` pulls in the whole server; ``trioproxy --help`` and ``doctor`` need none of it.
     if name in ("run", "serving"):
-        import importlib
+        import importlib  # noqa: PLC0415 (only when run or serving is asked for)
 
         return getattr(importlib.import_module(".run", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -55,13 +55,17 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
-            await send({"type": "websocket.send", "text": "echo: " + (message.get("text") or repr(message.get("bytes")))})
+            await send(
+                {"type": "websocket.send", "text": "echo: " + (message.get("text") or repr(message.get("bytes")))}
+            )
     if scope["path"].endswith("/events"):
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
         for _ in range(3600):
             now = datetime.datetime.now().isoformat(timespec="seconds")
-            await send({"type": "http.response.body", "body": f"data: server time {now}\n\n".encode(), "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": f"data: server time {now}\n\n".encode(), "more_body": True}
+            )
             await trio.sleep(1)
         await send({"type": "http.response.body", "body": b""})
         return
@@ -69,7 +73,8 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
     body = PAGE % {"path": html.escape(scope["raw_path"].decode("latin-1")), "headers": html.escape(headers)}
     data = body.encode()
     await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(data)).encode())]})
+                "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                            (b"content-length", str(len(data)).encode())]})
     await send({"type": "http.response.body", "body": data})
 
 

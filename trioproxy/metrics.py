@@ -63,7 +63,7 @@ def render(m: Metrics, *, app_ready: Callable[[], bool], app_up: Callable[[], bo
     out += _family("trioproxy_websockets_total", "counter", "Websockets opened.",
                    [_line("trioproxy_websockets_total", m.websockets_total)])
     cumulative, lines = 0, []
-    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), m.latency_counts):
+    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), m.latency_counts, strict=True):
         cumulative += count
         lines.append(_line("trioproxy_upstream_latency_seconds_bucket", cumulative,
                            {"le": "+Inf" if bound == float("inf") else f"{bound:g}"}))

@@ -37,6 +37,7 @@ from .child import reaper as _reaper
 from .child.connection import Pool
 from .child.output import LogTail
 from .child.supervisor import AppState, Status, Supervisor
+from .errors import AppFailed, HubSetupError, ServerError
 from .hub import activity as _activity
 from .hub import api as _hub_api
 from .hub.activity import ActivityTracker
@@ -45,7 +46,6 @@ from .metrics import Metrics
 from .ops.lazyapp import LazyApp
 from .proxy.gateway import Gateway
 from .rules.routing import Router
-from .errors import AppFailed, HubSetupError, ServerError
 from .server.serve import Listening, serve
 from .settings import WEB_WARM_DELAY_S, AuthType, Settings
 from .shutdown import Shutdown
@@ -305,8 +305,8 @@ def _make_front(
     auth = _authenticator(settings, hub, gateway, metrics)
 
     def build_web() -> Any:
-        from .ops import controls as _controls  # noqa: PLC0415
-        from .ops import web as _web  # noqa: PLC0415(Quart: see _lazyapp)
+        from .ops import controls as _controls  # noqa: PLC0415 (Quart: see _lazyapp)
+        from .ops import web as _web  # noqa: PLC0415 (Quart: see _lazyapp)
 
         app = _web.make_app(settings, auth, state)
         _controls.register(app, settings, state, supervisor, metrics, shutdown)

@@ -224,7 +224,8 @@ def route_http(conn, method, target, headers, body_len):
         send(head + b"Transfer-Encoding: chunked\r\n\r\n" + framing + smuggled + b"\r\n0\r\n\r\n")
         return True  # as if the app believed the connection could go on
     if path == "/close-midbody-cl":
-        send(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        send(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+             + b"x" * 1000)
         return False
     if path == "/close-midbody-chunked":
         send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -38,16 +38,17 @@ import argparse
 import gzip
 import hashlib
 import json
-import urllib.parse
 import os
 import signal
 import subprocess
 import sys
 import threading
+import urllib.parse
 from functools import partial
 from urllib.parse import parse_qs
 
 import trio
+import trio.lowlevel
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
@@ -349,7 +350,7 @@ async def websocket_command(scope, send, text):
             if i % 256 == 255:
                 # Once the websocket is closed hypercorn's send returns at once, without a
                 # checkpoint: without this the rest of the flood would freeze the app.
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
     else:
         return False
     return True

@@ -18,7 +18,9 @@ import os
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        env = {k: v for k, v in os.environ.items() if k.startswith(("CONDA_", "GIT_", "TRIOPROXY_TEST_")) or k == "PATH"}
+        env = {
+            k: v for k, v in os.environ.items() if k.startswith(("CONDA_", "GIT_", "TRIOPROXY_TEST_")) or k == "PATH"
+        }
         body = json.dumps({"cwd": os.getcwd(), "files": sorted(os.listdir(".")), "env": env}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")

@@ -38,7 +38,8 @@ def _try_read(path):
 
 def _orphan():
     """Start a child that starts a grandchild and exits: the grandchild is re-parented to trioproxy."""
-    code = "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(0.3)']); print(p.pid)"
+    code = ("import subprocess, sys; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(0.3)']); print(p.pid)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=10, check=True)
     return int(out.stdout.strip())
 

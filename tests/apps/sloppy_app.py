@@ -4,8 +4,9 @@ Usage:
     python sloppy_app.py --port N
 
 Listens on 127.0.0.1:N, prints ``sloppy_app listening on PORT`` once bound.
-Standard library only (and trioproxy's pure websocket framing, ``trioproxy.rules.frames``): raw sockets, one thread per connection, keep-alive
-(every answer here says nothing of closing). SIGTERM and SIGINT end it at once.
+Standard library only (and trioproxy's pure websocket framing, ``trioproxy.rules.frames``):
+raw sockets, one thread per connection, keep-alive (every answer here says nothing of closing).
+SIGTERM and SIGINT end it at once.
 
 Each connection gets a number (1, 2, ...) and counts its requests; every
 request line is recorded with both. The "extra" bytes below are a complete

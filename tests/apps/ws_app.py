@@ -25,7 +25,8 @@ async def handler(request):
             await ws.send_message(message)
     except ConnectionClosed as exc:
         reason = exc.reason
-        print(f"ws_app closed code={reason.code if reason else None} reason={reason.reason if reason else None}", flush=True)
+        print(f"ws_app closed code={reason.code if reason else None} reason={reason.reason if reason else None}",
+              flush=True)
 
 
 async def main():

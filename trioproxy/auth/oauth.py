@@ -53,15 +53,17 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from ..rules import cookies as _cookies
-
-from ..rules import headers as _headers
-
-from ..rules import pages as _pages
-
-from ..rules import scopes as _scopes
-
+from ..errors import HubRefused, HubUnavailable
 from ..hub import tokens as _tokens
+from ..hub.api import HubAPI
+from ..hub.tokens import TokenCache
+from ..metrics import Metrics
+from ..rules import cookies as _cookies
+from ..rules import headers as _headers
+from ..rules import pages as _pages
+from ..rules import scopes as _scopes
+from ..rules.pages import Send
+from ..settings import OAUTH_STATE_CHARS, PKCE_VERIFIER_CHARS, HubSettings, ProxySettings
 from .passage import (
     TOKEN_ARG,
     Passage,
@@ -71,12 +73,6 @@ from .passage import (
     passage,
     split_target,
 )
-from ..errors import HubRefused, HubUnavailable
-from ..hub.api import HubAPI
-from ..metrics import Metrics
-from ..rules.pages import Send
-from ..settings import OAUTH_STATE_CHARS, PKCE_VERIFIER_CHARS, HubSettings, ProxySettings
-from ..hub.tokens import TokenCache
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +202,8 @@ class HubOAuth:
                 if model is False:
                     return None
             if model is None:
-                clear.append((b"set-cookie", _cookies.clear_cookie(self.cookie_name, self._policy(headers, scope.get("scheme", "http")))))
+                policy = self._policy(headers, scope.get("scheme", "http"))
+                clear.append((b"set-cookie", _cookies.clear_cookie(self.cookie_name, policy)))
             else:
                 if (websocket or method not in SAFE_METHODS) and is_cross_site(
                     headers, scope.get("scheme", "http"), self.trusted_origins
@@ -254,7 +251,7 @@ class HubOAuth:
                          ["The token sent with this request is malformed: a JupyterHub token is a short string "
                           "of visible ASCII characters."])
 
-    async def _user(self, scope: dict[str, Any], send: Send, token: str) -> dict[str, Any] | None | Literal[False]:
+    async def _user(self, scope: dict[str, Any], send: Send, token: str) -> dict[str, Any] | Literal[False] | None:
         """The token's owner, None if the Hub does not honour it, False once a 502 went out."""
         try:
             return await self.tokens.user(token)
@@ -368,7 +365,9 @@ class HubOAuth:
         if not isinstance(data, dict) or not hmac.compare_digest(str(data.get("s", "")), state):
             if await self._logged_in(headers):
                 # A login finished in another tab, or the back button: nothing to do.
-                return Reply(302, [(b"location", self.home.encode("latin-1"))], _pages.redirect_body(self.home.encode()))
+                return Reply(
+                    302, [(b"location", self.home.encode("latin-1"))], _pages.redirect_body(self.home.encode())
+                )
             logger.warning("login callback with a state that matches no login started here")
             clear = [(b"set-cookie", _cookies.clear_cookie(name, policy))] if sealed else []
             return self._reply(403, "403: Login state does not match",
@@ -404,7 +403,9 @@ class HubOAuth:
         self.metrics.logins["ok"] += 1
         logger.info("login: %s %s", model.get("kind") or "user", model.get("name"))
         max_age = min(expires_in or self.hub.login_cookie_max_age_s, self.hub.login_cookie_max_age_s)
-        login = _cookies.set_cookie(self.cookie_name, self.sealer.seal(self.cookie_name, token), policy, max_age=max_age)
+        login = _cookies.set_cookie(
+            self.cookie_name, self.sealer.seal(self.cookie_name, token), policy, max_age=max_age
+        )
         location = safe_next(str(data.get("n", "")), self.proxy.prefix).encode("latin-1")
         return Reply(302, [(b"location", location), clear_state, (b"set-cookie", login)],
                      _pages.redirect_body(location))

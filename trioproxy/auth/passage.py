@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from ..rules import headers as _headers
-
 from ..rules import hub_cookies as _hub_cookies
 from ..rules.pages import Send
 from ..rules.scopes import NOTHING, ControlAccess
@@ -103,7 +102,8 @@ def passage(
     removed, and ``_xsrf`` with ``strip_xsrf``; ``?token=``, client copies of the
     user info and ``drop_query_args`` removed from the query (always);
     trioproxy's user info added."""
-    from ..rules import cookies as _cookies  # here, not at import: cryptography, ~8 ms of start-up(loaded early with oauth)
+    # Here, not at import: cryptography, ~8 ms of start-up (loaded early with oauth).
+    from ..rules import cookies as _cookies  # noqa: PLC0415
 
     kept = _cookies.without(
         headers, lambda name: _hub_cookies.is_credential(name, own_cookie) or (strip_xsrf and name == XSRF_COOKIE)
@@ -178,7 +178,7 @@ class NoAuth:
         return passage(scope["headers"], target)
 
     async def callback(self, scope: dict[str, Any]) -> Reply:
-        from ..rules import pages as _pages
+        from ..rules import pages as _pages  # noqa: PLC0415 (only on this rare error path)
 
         body = _pages.render("400: No login in progress", ["This server does not use JupyterHub login."])
         return Reply(400, [], body)

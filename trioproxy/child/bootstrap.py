@@ -25,14 +25,12 @@ from dataclasses import dataclass
 
 import trio
 
-from . import conda as _conda
-
-from . import gitrepo as _gitrepo
-from .output import LogTail
 from ..errors import BootstrapError
-from ..settings import BOOTSTRAP_RETRY_FIRST_S, BOOTSTRAP_RETRY_MAX_S
+from ..settings import BOOTSTRAP_RETRY_FIRST_S, BOOTSTRAP_RETRY_MAX_S, ChildSettings
+from . import conda as _conda
+from . import gitrepo as _gitrepo
 from .commands import Progress, Runner
-from ..settings import ChildSettings
+from .output import LogTail
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +121,7 @@ class Bootstrap:
             raise BootstrapError("--repo and --repobranch must not be empty or start with '-'")
         if shutil.which("git", path=s.env.get("PATH", os.defpath)) is None:
             raise BootstrapError("git was not found on PATH: --repo needs git")
-        folder = os.path.abspath(s.repofolder)
+        folder = os.path.abspath(s.repofolder)  # noqa: ASYNC240 (string work and a getcwd, no disk wait)
         checkout = _gitrepo.Checkout(self._git, s.repo, s.repobranch, folder, depth=s.git_depth, given=s.repofolder)
         shown = self.redact(s.repo)
         what = _gitrepo.plan(folder)

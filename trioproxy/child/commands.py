@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 import trio
 
-from . import reaper as _reaper
-from ..rules.lines import LineSplitter
 from ..errors import BootstrapError
+from ..rules.lines import LineSplitter
 from ..settings import (
     COMMAND_CAPTURE_MAX_BYTES,
     COMMAND_DRAIN_S,
@@ -35,6 +34,7 @@ from ..settings import (
     COMMAND_REAP_S,
     PIPE_READ_BYTES,
 )
+from . import reaper as _reaper
 from .groups import signal_group
 from .output import LogTail
 

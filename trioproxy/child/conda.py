@@ -110,7 +110,8 @@ async def activated_env(
     """
     exe = resolve_exe(conda_exe, env)
     if is_path(name):
-        prefix = check_prefix(os.path.abspath(os.path.expanduser(name)), name)
+        # String work and a getcwd, no disk wait.
+        prefix = check_prefix(os.path.abspath(os.path.expanduser(name)), name)  # noqa: ASYNC240
     else:
         result = await runner.run([exe, "info", "--json"], timeout_s=CONDA_TIMEOUT_S, capture=True)
         if result.code != 0:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
-from collections.abc import Callable
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import h11
 import trio

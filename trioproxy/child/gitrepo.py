@@ -190,7 +190,7 @@ class Checkout:
 
         Cancellation: what the clone wrote stays in CLONE_TMP, for the next start to remove.
         """
-        created = not os.path.isdir(self.folder)
+        created = not os.path.isdir(self.folder)  # noqa: ASYNC240 (one local stat, like the makedirs below)
         tmp = os.path.join(self.folder, CLONE_TMP)
         try:
             os.makedirs(self.folder, exist_ok=True)
@@ -248,7 +248,7 @@ class Checkout:
             said = f" (git: {self.run.progress.last})" if self.run.progress.last else ""
             raise self.not_a_checkout(f"is not a git checkout and is not empty{said}")
         toplevel = os.fsdecode(top.stdout).strip()
-        if os.path.realpath(toplevel) != os.path.realpath(self.folder):
+        if not _same_path(toplevel, self.folder):
             raise self.not_a_checkout(f"is inside the git checkout {toplevel}, not the top of a checkout")
         origin = await self.run.run(["git", "config", "--get", "remote.origin.url"], cwd=self.folder,
                                     timeout_s=GIT_LOCAL_TIMEOUT_S, capture=True, echo=False)
@@ -267,7 +267,7 @@ class Checkout:
         now = datetime.datetime.now()
         for path in added_paths(log):
             full = os.path.join(self.folder, path)
-            if path in tracked or not os.path.lexists(full):
+            if path in tracked or not _exists(full):
                 continue
             target = renamed(full, now)
             try:
@@ -333,8 +333,18 @@ def _failed(what: str, code: int, last: str) -> str:
     return f"{what} failed: {how}" + (f": {last}" if last else "")
 
 
+def _same_path(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` resolve to the same path (a few local stats)."""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _exists(path: str) -> bool:
+    """True when something, even a broken symlink, is at ``path`` (one local lstat)."""
+    return os.path.lexists(path)
+
+
 async def _remove(path: str) -> None:
     """Remove a failed clone's folder, off the event loop, bounded."""
-    if os.path.lexists(path):
+    if _exists(path):
         with trio.move_on_after(GIT_CLEANUP_S):
             await trio.to_thread.run_sync(shutil.rmtree, path, True, abandon_on_cancel=True)

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import trio
 
-from . import reaper as _reaper
 from ..settings import ChildSettings
+from . import reaper as _reaper
 
 logger = logging.getLogger(__name__)
 

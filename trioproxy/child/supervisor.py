@@ -24,28 +24,30 @@ from __future__ import annotations
 
 import enum
 import logging
+import shlex
 import signal
 import socket
 import subprocess
-import shlex
 from collections.abc import Callable
 
 import trio
 
-from . import guard as _guard
-from .groups import group_alive, signal_group
-
-from . import reaper as _reaper
-
-from ..rules import template as _template
-
-from . import connection as _upstream
-from .output import LogTail, pump
-from .bootstrap import Bootstrap, Launch
 from ..errors import AppFailed as AppFailed  # raised here; defined with the others
 from ..errors import TemplateError
-from ..settings import APP_GROUP_POLL_S, PROBE_INTERVAL_FIRST_S, PROBE_INTERVAL_GROWTH, PROBE_INTERVAL_MAX_S
-from ..settings import ChildSettings
+from ..rules import template as _template
+from ..settings import (
+    APP_GROUP_POLL_S,
+    PROBE_INTERVAL_FIRST_S,
+    PROBE_INTERVAL_GROWTH,
+    PROBE_INTERVAL_MAX_S,
+    ChildSettings,
+)
+from . import connection as _upstream
+from . import guard as _guard
+from . import reaper as _reaper
+from .bootstrap import Bootstrap, Launch
+from .groups import group_alive, signal_group
+from .output import LogTail, pump
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +315,9 @@ class Supervisor:
 
     async def _pump(self, stream: trio.abc.ReceiveStream, name: str, level: int) -> None:
         s = self.settings
-        await pump(stream, name=name, level=level, tail=self.state.tail, echo=s.logs, max_line_bytes=s.log_line_max_bytes)
+        await pump(
+            stream, name=name, level=level, tail=self.state.tail, echo=s.logs, max_line_bytes=s.log_line_max_bytes
+        )
 
     async def _wait_ready(self, proc: trio.Process, port: int) -> tuple[str, int] | None:
         s = self.settings
@@ -339,7 +343,7 @@ class Supervisor:
         deadline = self._deadline if self._stopping else trio.current_time() + self.settings.stop_grace_s
         with trio.move_on_at(deadline):
             await proc.wait()
-            while group_alive(pgid):
+            while group_alive(pgid):  # noqa: ASYNC110 (no event tells that a process group emptied: poll)
                 await trio.sleep(APP_GROUP_POLL_S)
         signal_group(pgid, signal.SIGKILL)
         await proc.wait()

@@ -108,5 +108,5 @@ def probe(label: str, build: Callable[[], Any]) -> tuple[Any, str | None]:
     """``build()``'s value, or None and a problem naming ``label`` if it raised."""
     try:
         return build(), None
-    except Exception as exc:  # noqa: BLE001 - any failure to build is the change to report
+    except Exception as exc:  # any failure to build is the change to report
         return None, f"{label} cannot be built as before ({type(exc).__name__}: {exc})"

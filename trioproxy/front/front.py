@@ -17,18 +17,14 @@ from typing import Any
 
 import trio
 
-from ..rules import headers as _headers
-
-from ..proxy import http as _http_proxy
-
-from ..rules import pages as _pages
-
-from ..rules import routing as _routing
-
-from ..proxy import websocket as _ws_proxy
-from ..proxy.gateway import Gateway
 from ..auth.passage import Authenticator
 from ..child.supervisor import Status
+from ..proxy import http as _http_proxy
+from ..proxy import websocket as _ws_proxy
+from ..proxy.gateway import Gateway
+from ..rules import headers as _headers
+from ..rules import pages as _pages
+from ..rules import routing as _routing
 from ..rules.pages import Send
 from ..settings import HUB_PROBE_RETRY_AFTER_S, REFUSE_DRAIN_BYTES, REFUSE_DRAIN_S
 

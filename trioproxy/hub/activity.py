@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..errors import HubUnavailable
-from .api import HubAPI
 from ..metrics import Metrics
 from ..settings import ACTIVITY_JITTER
+from .api import HubAPI
 
 if TYPE_CHECKING:
     from ..settings import ActivitySettings, HubSettings
@@ -40,7 +40,7 @@ class ActivityTracker:
 
 def isoformat(ts: float) -> str:
     """JupyterHub's timestamp format: UTC ISO 8601 with microseconds and a Z."""
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def activity_body(server_name: str, ts: float) -> dict[str, object]:

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from . import tokens as _tokens
-from ..errors import HubRefused as HubRefused, HubSetupError as HubSetupError  # raised here
+from ..errors import HubRefused as HubRefused  # raised here
+from ..errors import HubSetupError as HubSetupError
 from ..errors import HubUnavailable as HubUnavailable
 from ..settings import HUB_CLIENT_CLOSE_TIMEOUT_S, HubSettings
+from . import tokens as _tokens
 
 if TYPE_CHECKING:
     import httpx

@@ -32,6 +32,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -39,16 +40,14 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from .. import metrics as _metrics
-
-from ..rules import pages as _pages
-
-from ..rules import scopes as _scopes
+from .._version import __version__
 from ..auth.passage import Passage
 from ..child.supervisor import AppState, Status, Supervisor
 from ..metrics import Metrics
+from ..rules import pages as _pages
+from ..rules import scopes as _scopes
 from ..settings import CONTROLS_FOLLOW_KEEPALIVE_S, AuthType, Settings
 from ..shutdown import Shutdown
-from .._version import __version__
 
 #: Header a restart request must carry.
 ACTION_HEADER = "X-Trioproxy-Action"
@@ -188,7 +187,7 @@ def register(
                     last_status = state.status
                     yield _sse("status", json.dumps(status_model()))
                 with trio.move_on_after(CONTROLS_FOLLOW_KEEPALIVE_S) as idle:
-                    await _first(lambda: tail.wait_past(seq), state.changed, shutdown.requested.wait)
+                    await _first(partial(tail.wait_past, seq), state.changed, shutdown.requested.wait)
                 if idle.cancelled_caught:
                     yield b": keep-alive\n\n"
 
@@ -254,5 +253,5 @@ es.addEventListener("status", e => show(JSON.parse(e.data)));
 document.getElementById("restart").onclick = () =>
   fetch(base + "/restart", {method: "POST", headers: {"X-Trioproxy-Action": "restart", "X-Trioproxy-Xsrf": XSRF}});
 </script>
-""".replace("XSRF", _js(xsrf)).replace("BASE", _js(base))
+""".replace("XSRF", _js(xsrf)).replace("BASE", _js(base))  # noqa: E501 (the page's script, kept verbatim)
     return _pages.render_html("trioproxy: the app", script)

@@ -19,9 +19,9 @@ from typing import TextIO
 
 import trio
 
-from ..rules import scopes as _scopes
 from ..errors import HubRefused, HubSetupError, HubUnavailable
 from ..hub.api import open_hub
+from ..rules import scopes as _scopes
 from ..settings import AuthType, Settings
 
 #: Variables a Spawner sets that trioproxy relies on with --authtype oauth.
@@ -75,7 +75,7 @@ def _no_proxy_covers(no_proxy: str, host: str) -> bool:
         if not entry[0].isdigit() and host.endswith("." + entry):
             return True
         if "/" in entry and host[:1].isdigit():
-            import ipaddress
+            import ipaddress  # noqa: PLC0415 (only for CIDR entries)
 
             try:
                 if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
@@ -121,9 +121,8 @@ def check_environment(settings: Settings, environ: Mapping[str, str], report: Re
         expected = f"jupyterhub-user-{urllib.parse.quote(user, safe='')}" + (f"-{name}" if name else "")
         if hub.client_id != expected:
             report.warn(f"JUPYTERHUB_CLIENT_ID={hub.client_id!r}, expected {expected!r} for {user}/{name}")
-    if hub.activity_url and hub.api_url and user:
-        if not hub.activity_url.startswith(hub.api_url + "/users/"):
-            report.warn(f"JUPYTERHUB_ACTIVITY_URL {hub.activity_url} is not under JUPYTERHUB_API_URL {hub.api_url}")
+    if hub.activity_url and hub.api_url and user and not hub.activity_url.startswith(hub.api_url + "/users/"):
+        report.warn(f"JUPYTERHUB_ACTIVITY_URL {hub.activity_url} is not under JUPYTERHUB_API_URL {hub.api_url}")
     if oauth and user:
         need = [f"access:servers!server={user}/{name}", f"access:servers!user={user}"]
         if not hub.access_scopes:
@@ -142,7 +141,9 @@ def check_proxy_variables(environ: Mapping[str, str], hosts: list[str], report: 
         report.ok("no HTTP proxy variables")
         return
     no_proxy = lowered.get("no_proxy", "")
-    uncovered = [h for h in dict.fromkeys(["127.0.0.1", "localhost", *hosts]) if h and not _no_proxy_covers(no_proxy, h)]
+    uncovered = [
+        h for h in dict.fromkeys(["127.0.0.1", "localhost", *hosts]) if h and not _no_proxy_covers(no_proxy, h)
+    ]
     if uncovered:
         report.fail(
             f"{', '.join(set_vars)} set and NO_PROXY does not cover {', '.join(uncovered)}: the app's own calls "
@@ -169,14 +170,15 @@ def check_tls(settings: Settings, report: Report) -> None:
         report.warn("JUPYTERHUB_SSL_CLIENT_CA not set: clients are not asked for certificates")
         return
     try:
-        from cryptography import x509
+        from cryptography import x509  # noqa: PLC0415 (cryptography: only with a client CA)
 
         with open(s.ssl_certfile, "rb") as f:
             cert = x509.load_pem_x509_certificate(f.read())
         with open(s.ssl_client_ca, "rb") as f:
             cas = x509.load_pem_x509_certificates(f.read())
     except (OSError, ValueError) as exc:
-        report.fail(f"cannot read the certificates: {exc}", "check JUPYTERHUB_SSL_CERTFILE and JUPYTERHUB_SSL_CLIENT_CA")
+        report.fail(f"cannot read the certificates: {exc}",
+                    "check JUPYTERHUB_SSL_CERTFILE and JUPYTERHUB_SSL_CLIENT_CA")
         return
     if not cas:
         report.fail("JUPYTERHUB_SSL_CLIENT_CA holds no certificate", "point it at the CA bundle the Spawner wrote")
@@ -192,7 +194,8 @@ def check_bind(settings: Settings, report: Report) -> None:
     try:
         infos = socket.getaddrinfo(host, s.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
-        report.fail(f"cannot resolve the bind address {s.ip!r}: {exc}", "use --ip with a local address, or leave it empty")
+        report.fail(f"cannot resolve the bind address {s.ip!r}: {exc}",
+                    "use --ip with a local address, or leave it empty")
         return
     family, _, _, _, addr = infos[0]
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -229,7 +232,8 @@ async def check_hub(settings: Settings, report: Report) -> None:
                 report.fail(f"the Hub API does not answer: {exc}",
                             "check JUPYTERHUB_API_URL is reachable from here (network policy, Spawner.hub_connect_url)")
             return
-        tls = " over TLS, its certificate chaining to JUPYTERHUB_SSL_CLIENT_CA" if hub.api_url.startswith("https") else ""
+        tls = (" over TLS, its certificate chaining to JUPYTERHUB_SSL_CLIENT_CA"
+               if hub.api_url.startswith("https") else "")
         report.ok(f"the Hub API answers at {hub.api_url} (JupyterHub {api.version}){tls}")
         try:
             model = await api.user_for_token(hub.api_token)

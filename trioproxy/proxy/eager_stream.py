@@ -28,7 +28,6 @@ import trio
 from ..settings import EAGER_RECEIVE_BYTES, EAGER_RUN_CALLS
 
 
-
 async def open_eager_tcp_stream(host: str, port: int) -> EagerStream:
     """Connect like ``trio.open_tcp_stream`` (first address that works, TCP_NODELAY) and wrap the stream."""
     infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -16,19 +16,16 @@ from typing import Any
 
 import trio
 
-from ..rules import cookies as _cookies
-
-from ..rules import hub_cookies as _hub_cookies
-
-from ..rules import pages as _pages
-
-from ..rules import scopes as _scopes
-from ..hub.activity import ActivityTracker
+from ..child.connection import Pool
 from ..child.supervisor import AppState, Status
+from ..hub.activity import ActivityTracker
 from ..metrics import Metrics
+from ..rules import cookies as _cookies
+from ..rules import hub_cookies as _hub_cookies
+from ..rules import pages as _pages
+from ..rules import scopes as _scopes
 from ..rules.pages import Send
 from ..settings import ERROR_PAGE_TAIL_LINES, OWNER_PAGE_WAIT_S, STARTING_REFRESH_S, ProxySettings
-from ..child.connection import Pool
 from .ws_keepalive import KeepAlive
 
 logger = logging.getLogger(__name__)
@@ -75,7 +72,7 @@ class LongLived:
                 tried += 1
                 try:
                     said += bool(goodbye())
-                except Exception as exc:  # noqa: BLE001 (one broken goodbye must not keep the others waiting)
+                except Exception as exc:  # one broken goodbye must not keep the others waiting
                     logger.debug("shutdown: a goodbye failed: %r", exc)
         for scope, _ in registered:
             scope.cancel()

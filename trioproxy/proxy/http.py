@@ -36,15 +36,14 @@ from typing import Any
 import h11
 import trio
 
-from ..rules import headers as _headers
-
-from ..rules import pages as _pages
-from .gateway import Gateway
 from ..auth.passage import Passage
-from ..rules.pages import Send
-from ..settings import HEAD_HOLD_S, WATCH_AFTER_S
 from ..child.connection import Connection
 from ..errors import UpstreamError
+from ..rules import headers as _headers
+from ..rules import pages as _pages
+from ..rules.pages import Send
+from ..settings import HEAD_HOLD_S, WATCH_AFTER_S
+from .gateway import Gateway
 
 logger = logging.getLogger(__name__)
 

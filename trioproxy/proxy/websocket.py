@@ -50,9 +50,8 @@ from ..rules import headers as _headers
 from ..rules import pages as _pages
 from ..rules.pages import Send
 from ..server import ws_limits as _ws_limits
-from ..settings import WS_REFUSAL_BODY_MAX_BYTES
+from ..settings import WS_APP_QUEUE_MESSAGES, WS_APP_RECEIVE_BYTES, WS_REFUSAL_BODY_MAX_BYTES
 from ..websocket_port import ClientPort, port_of
-from ..settings import WS_APP_QUEUE_MESSAGES, WS_APP_RECEIVE_BYTES
 from .eager_stream import EagerStream, open_eager_tcp_stream
 from .gateway import Gateway
 
@@ -92,7 +91,9 @@ async def bridge(
         return
     port = port_of(scope)
     if port is None:
-        raise RuntimeError("the websocket bridge needs the client port of trioproxy's server (trioproxy.server.ws_stream)")
+        raise RuntimeError(
+            "the websocket bridge needs the client port of trioproxy's server (trioproxy.server.ws_stream)"
+        )
     address = await gw.open(scope, send)
     if address is None:
         return
@@ -296,7 +297,8 @@ class _Pair:
 async def _run_pair(
     gw: Gateway, what: str, send: Send, upstream: trio_websocket.WebSocketConnection, port: ClientPort
 ) -> None:
-    """Accept the client, carry messages both ways until one side ends; then close the other side with the right code."""
+    """Accept the client, carry messages both ways until one side ends; then close the other side
+    with the right code."""
     pair = _Pair(gw, upstream, port)
     fits = _ws_limits.attach(wsproto_connection(upstream), gw.settings.ws_max_message_bytes)
     accept_headers = _headers.downstream_websocket_accept(upstream.handshake_headers)

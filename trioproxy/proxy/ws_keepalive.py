@@ -27,8 +27,8 @@ from collections.abc import Iterator
 
 import trio
 
-from ..websocket_port import ClientPort as Port
 from ..settings import WS_PING_CHECKS_PER_INTERVAL
+from ..websocket_port import ClientPort as Port
 
 logger = logging.getLogger(__name__)
 

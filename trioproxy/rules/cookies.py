@@ -90,7 +90,9 @@ def set_cookie_name(value: bytes) -> str:
     return name.strip() if eq else pair.strip()
 
 
-def without_set_cookies(headers: Sequence[tuple[bytes, bytes]], drop: Callable[[str], bool]) -> tuple[Headers, list[str]]:
+def without_set_cookies(
+    headers: Sequence[tuple[bytes, bytes]], drop: Callable[[str], bool]
+) -> tuple[Headers, list[str]]:
     """``headers`` without every ``Set-Cookie`` whose cookie name ``drop`` accepts, and those names in order.
 
     The other headers, other ``Set-Cookie`` ones included, stay in their order.

@@ -100,9 +100,7 @@ def _grants(have: Mapping[str, set[str]], need: Mapping[str, set[str]], who: Who
         return True
     # group=G grants what user=U would, for the members U we know of.
     groups = have.get("group", set())
-    if groups and any(who.groups_of(name) & groups for name in needed_users):
-        return True
-    return False
+    return bool(groups and any(who.groups_of(name) & groups for name in needed_users))
 
 
 def grants(have: Iterable[str], need: Iterable[str], who: Who = Who()) -> bool:

@@ -1,1 +1,2 @@
-"""Everything that adapts hypercorn: the accept loop, the per-connection server, strict request heads, websocket streams."""
+"""Everything that adapts hypercorn: the accept loop, the per-connection server, strict request heads,
+websocket streams."""

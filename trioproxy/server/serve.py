@@ -31,6 +31,7 @@ from ..shutdown import Shutdown
 
 if TYPE_CHECKING:
     from hypercorn.config import Config
+
     from ..compat.hypercorn import Worker
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ async def serve(
         streams.add(stream)
         try:
             await StallBoundTCPServer(worker, stream, stall_s=settings.send_stall_s)
-        except Exception as exc:  # noqa: BLE001 - the boundary of one connection
+        except Exception as exc:  # the boundary of one connection
             # A fault in one connection (a protocol state hypercorn did not expect) ends that
             # connection, never the server: every other user's connections stay.
             logger.error("a connection failed and was closed: %s", _summary(exc))
@@ -185,7 +186,8 @@ async def serve(
                 for sock in socks:
                     sock.close()
         left = len(streams)
-        logger.info("shutdown: connections drained (+%.0f ms)%s", shutdown.elapsed_ms(), f", {left} cut" if left else "")
+        logger.info("shutdown: connections drained (+%.0f ms)%s",
+                    shutdown.elapsed_ms(), f", {left} cut" if left else "")
         listening.drained.set()
         await worker.shut_down()
         lifespan_nursery.cancel_scope.cancel()

@@ -30,7 +30,6 @@ from ..compat.wsproto import frame_decoder
 from ..settings import WS_DEFLATE_SLACK_BYTES
 
 
-
 class InboundLimit(Extension):
     """Fail a connection (1009) whose next message is announced larger than ``limit`` bytes."""
 
@@ -47,7 +46,9 @@ class InboundLimit(Extension):
     def offer(self) -> bool:
         return False
 
-    def frame_inbound_header(self, proto: Any, opcode: Opcode, rsv: RsvBits, payload_length: int) -> CloseReason | RsvBits:
+    def frame_inbound_header(
+        self, proto: Any, opcode: Opcode, rsv: RsvBits, payload_length: int
+    ) -> CloseReason | RsvBits:
         if opcode.iscontrol():
             return RsvBits(False, False, False)
         if opcode is Opcode.CONTINUATION:
