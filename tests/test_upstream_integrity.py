@@ -94,6 +94,19 @@ async def test_bytes_that_come_while_the_connection_is_idle_never_reach_the_next
             assert "the app sent bytes on an idle keep-alive connection" in p.log
 
 
+async def test_an_app_closing_an_idle_connection_is_no_junk():
+    """The idle check tells a normal close (EOF) from junk: only junk is warned about."""
+    with trio.fail_after(60):
+        async with serve_proxy(SLOPPY) as p, client() as c1, client() as c2:
+            await p.wait_ready()
+            r1 = await c1.get(p.url + "/late-close")
+            assert (r1.status_code, r1.content) == (200, b"on time")
+            await trio.sleep(0.6)  # the app closed the idle connection meanwhile
+            r2 = await c2.get(p.url + "/next")
+            assert r2.status_code == 200 and r2.json()["nth"] == 1
+            assert "the app sent bytes on an idle keep-alive connection" not in p.log
+
+
 @pytest.mark.parametrize("path", ["/hangup-reused", "/partial-reused"])
 @pytest.mark.parametrize("method", ["POST", "DELETE"])
 async def test_a_bodyless_post_or_delete_is_never_sent_twice(method, path):

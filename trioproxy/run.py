@@ -101,7 +101,7 @@ class Parts:
         metrics = Metrics()
         pool = Pool(settings.proxy.pool_idle_max)
         tracker = ActivityTracker()
-        gateway = Gateway(settings.proxy, state, pool, tracker, metrics=metrics, owner=settings.hub.user,
+        gateway = Gateway(settings.proxy, state, pool, tracker, metrics=metrics,
                           own_cookie=settings.hub.cookie_name,
                           logs_for_all=settings.hub.authtype is AuthType.NONE and settings.hub.public_controls)
         supervisor = Supervisor(settings.child, state, on_ready=pool.reset)

@@ -21,6 +21,7 @@ is reused they would be the answer to the next request, another client's.
     /304-body        304 with extra after it
     /chunked-extra   chunked body "ok", last chunk, then extra
     /late-extra      a correct 200 "on time", then extra 0.3 s later (the connection idle meanwhile)
+    /late-close      a correct 200 "on time", then closes the connection 0.3 s later (a normal idle close)
     /hangup-reused   on a connection's first request: 200 "fresh"; on a later one: reads the request
                      and closes the connection without a byte
     /partial-reused  like /hangup-reused, but sends "HTTP/1.1 200 OK\\r\\nContent-" before closing
@@ -197,6 +198,10 @@ def handle(sock):
                 sock.sendall(response(200, b"on time", length=7))
                 time.sleep(0.3)
                 sock.sendall(EXTRA)
+            elif path == "/late-close":
+                sock.sendall(response(200, b"on time", length=7))
+                time.sleep(0.3)
+                return
             elif path in ("/hangup-reused", "/partial-reused"):
                 if nth == 1:
                     sock.sendall(response(200, b"fresh", length=5))

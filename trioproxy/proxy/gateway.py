@@ -97,8 +97,7 @@ class Gateway:
     #: login does not treat a cookie of that name as the Hub's.
     app_uses_xsrf: bool = False
 
-    #: The owner's name, and whether anyone may see the app's output (--authtype none).
-    owner: str = ""
+    #: Anyone may see the app's output (--authtype none with --public-controls).
     logs_for_all: bool = False
     #: trioproxy's login cookie (``HubSettings.cookie_name``; '' without one).
     own_cookie: str = ""

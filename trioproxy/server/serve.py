@@ -166,10 +166,10 @@ async def serve(
             # connection, never the server: every other user's connections stay.
             logger.error("a connection failed and was closed: %s", _summary(exc))
             logger.debug("the failed connection's error", exc_info=exc)
-            _abort(stream)
         finally:
             streams.discard(stream)
-            _abort(stream)  # cancelled, hypercorn's close never ran (its send_eof raised first)
+            # Failed or cancelled, hypercorn's own close never ran (its send_eof raised first).
+            _close_socket(stream)
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(worker.run_lifespan)
@@ -199,11 +199,7 @@ async def _close_at_deadline(shutdown: Shutdown, streams: set[Any]) -> None:
         shutdown.drain_scope(wait)  # ends at the deadline, or at once on hurry()
         await trio.sleep_forever()
     for stream in list(streams):
-        transport = getattr(stream, "transport_stream", stream)
-        try:
-            transport.socket.close()
-        except OSError:
-            pass
+        _close_socket(stream)
 
 
 def _summary(exc: BaseException) -> str:
@@ -213,8 +209,8 @@ def _summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _abort(stream: Any) -> None:
-    """Close a failed connection's socket at once."""
+def _close_socket(stream: Any) -> None:
+    """Close a connection's socket at once (plain or TLS; sync, so safe in cleanup); closed already is fine."""
     transport = getattr(stream, "transport_stream", stream)
     try:
         transport.socket.close()
