@@ -67,7 +67,8 @@ async def test_headers_host_forwarded_hop_by_hop_cookies_gzip():
             assert headers["x-forwarded-for"] == "127.0.0.1" and headers["x-forwarded-proto"] == "http"
             assert headers["x-forwarded-host"] == "hub.example:8443" and headers["x-forwarded-prefix"] == "/user/test"
             r = await c.get(p.url + "/cookies")
-            assert r.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/", "c=3; Path=/; HttpOnly"]
+            assert r.headers.get_list("set-cookie") == [  # the app's paths, under the prefix (tests/test_redirects.py)
+                "a=1; Path=/user/test/", "b=2; Path=/user/test/", "c=3; Path=/user/test/; HttpOnly"]
             r = await c.get(p.url + "/gzip", headers={"Accept-Encoding": "gzip"})
             assert r.headers["content-encoding"] == "gzip"
             assert r.content == b"hello gzip world\n" * 100  # httpx decoded what we passed through
@@ -77,7 +78,7 @@ async def test_headers_host_forwarded_hop_by_hop_cookies_gzip():
             r = await c.get(p.url + "/hopbyhop")
             assert "x-hop" not in r.headers and r.headers["x-end"] == "1" and "keep-alive" not in r.headers
             r = await c.get(p.url + "/redirect")
-            assert r.status_code == 302 and r.headers["location"] == "/somewhere/else?x=1"
+            assert r.status_code == 302 and r.headers["location"] == "/user/test/somewhere/else?x=1"
             r = await c.get(p.url + "/status/404")
             assert r.status_code == 404
 

@@ -41,7 +41,7 @@ async def test_subprotocol_headers_cookie_and_query():
                 extra_headers=[(b"cookie", b"sess=abc"), (b"origin", b"http://127.0.0.1")],
             ) as ws:
                 assert ws.subprotocol == "chat.v2"  # the app's choice, not the client's first
-                assert (b"set-cookie", b"wscookie=v1; Path=/") in ws.handshake_headers
+                assert (b"set-cookie", b"wscookie=v1; Path=/user/test/") in ws.handshake_headers
                 await ws.send_message("headers?")
                 seen = json.loads(await ws.get_message())
                 headers = dict(seen["headers"])

@@ -109,6 +109,20 @@ def _opt(*decls: str, **kw: Any) -> Callable[[_Decorated], _Decorated]:
 @_opt("--keep-prefix/--strip-prefix", default=False, show_default=True,
       help="Forward paths with the prefix kept, for apps that serve under it themselves "
            "(bokeh/panel serve --prefix {base_url}); by default the prefix is stripped.")
+@_opt("--redirect-rewrite/--no-redirect-rewrite", default=True, show_default=True,
+      help="Keep the app's redirects inside the prefix: a Location, Content-Location or Refresh URL outside it "
+           "that is path-absolute (/login), on the app's own loopback address, or on the request's host gets the "
+           "prefix in front; relative, already prefixed and foreign URLs pass as sent. With --keep-prefix only "
+           "the app's loopback origin is removed. --no-redirect-rewrite passes every one as sent (an app that "
+           "sends the browser to the Hub's own pages, /hub/..., on purpose).")
+@_opt("--cookie-rewrite/--no-cookie-rewrite", default=True, show_default=True,
+      help="Keep the app's cookies with this server: a Set-Cookie Path gets the prefix in front (Path=/ becomes "
+           "Path=/user/NAME/; with --keep-prefix a path outside the prefix becomes the prefix) and its Domain is "
+           "dropped. --no-cookie-rewrite passes them as sent, for apps that share cookies with the Hub on purpose. "
+           "The app can never set JupyterHub's or trioproxy's own cookies, either way.")
+@_opt("--keep-cookie-domain/--no-keep-cookie-domain", default=False, show_default=True,
+      help="Keep the Domain of the app's cookies (by default it is dropped: a cookie for the whole domain "
+           "reaches every user's server and the Hub).")
 @_opt("--progressive/--no-progressive", default=False,
       help="Accepted for compatibility: responses always stream as they arrive.")
 @_opt("--websocket-max-message-size", type=int, default=0,

@@ -373,6 +373,12 @@ class ProxySettings:
     progressive: bool = False
     #: Forward the prefix too (the app serves under it), instead of stripping it.
     keep_prefix: bool = False
+    #: The app's Location, Content-Location and Refresh kept inside the prefix (--no-redirect-rewrite: as sent).
+    rewrite_redirects: bool = True
+    #: The app's Set-Cookie Path moved under the prefix, its Domain dropped (--no-cookie-rewrite: as sent).
+    rewrite_cookies: bool = True
+    #: The app's Set-Cookie Domain kept (--keep-cookie-domain).
+    keep_cookie_domain: bool = False
     #: /_trioproxy/metrics readable without login (--metrics-public).
     metrics_public: bool = False
     #: An app's response head larger than this is a 502, in bytes.
@@ -662,6 +668,9 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         query_user_info=bool(options["query_user_info"]),
         progressive=bool(options["progressive"]),
         keep_prefix=bool(options.get("keep_prefix", False)),
+        rewrite_redirects=bool(options.get("redirect_rewrite", True)),
+        rewrite_cookies=bool(options.get("cookie_rewrite", True)),
+        keep_cookie_domain=bool(options.get("keep_cookie_domain", False)),
         metrics_public=bool(options.get("metrics_public", False)),
     )
     ssl_files = {

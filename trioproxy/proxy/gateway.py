@@ -23,6 +23,8 @@ from ..metrics import Metrics
 from ..rules import cookies as _cookies
 from ..rules import hub_cookies as _hub_cookies
 from ..rules import pages as _pages
+from ..rules import rewrite as _rewrite
+from ..rules import routing as _routing
 from ..rules import scopes as _scopes
 from ..rules.pages import Send
 from ..settings import ERROR_PAGE_TAIL_LINES, OWNER_PAGE_WAIT_S, STARTING_REFRESH_S, ProxySettings
@@ -102,8 +104,20 @@ class Gateway:
     #: trioproxy's login cookie (``HubSettings.cookie_name``; '' without one).
     own_cookie: str = ""
 
+    #: Which of the app's response headers are rewritten (the options), and the prefix as browsers write it.
+    rewrites: _rewrite.Rewrites = field(init=False)
+    _prefix: bytes = field(init=False, default=b"")
+    #: The app's loopback ``host:port`` spellings, for the address they were made for.
+    _app_hosts: tuple[tuple[str, int] | None, frozenset[bytes]] = field(init=False, default=(None, frozenset()))
+    #: __Host- cookies of the app already warned about (once each).
+    _host_cookies_warned: set[str] = field(init=False, default_factory=set)
+
     def __post_init__(self) -> None:
         self.keepalive = KeepAlive(self.settings.ws_ping_interval_s, self.settings.ws_ping_timeout_s)
+        s = self.settings
+        self.rewrites = _rewrite.Rewrites(redirects=s.rewrite_redirects, cookies=s.rewrite_cookies,
+                                          keep_domain=s.keep_cookie_domain)
+        self._prefix = _routing.prefix_bytes(s.prefix)
 
     def may_see_logs(self, scope: dict[str, Any]) -> bool:
         """The app's output is the owner's (``_scopes.control_access``, decided at admission and
@@ -127,6 +141,51 @@ class Gateway:
             logger.warning("%s: the app's Set-Cookie for %r was dropped (a JupyterHub or trioproxy credential cookie)",
                            what, name)
         return kept
+
+    def app_response_headers(
+        self, headers: list[tuple[bytes, bytes]], what: str, host: bytes | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """The app's response headers as the client gets them (every answer of the app passes here).
+
+        Without a Set-Cookie of a credential cookie (:meth:`app_set_cookies`),
+        and with the app's redirects and cookies kept inside the prefix
+        (``rules/rewrite.py``: Location, Content-Location, Refresh, Set-Cookie),
+        as the options say. ``host`` is the Host the browser sent (a redirect to
+        it without the prefix is moved under it); a websocket's 101 needs none.
+        """
+        headers = self.app_set_cookies(headers, what)
+        rewrites = self.rewrites
+        if not (rewrites.redirects or rewrites.cookies) or not any(
+            name in _REWRITTEN for name, _ in headers
+        ):
+            return headers
+        place = _rewrite.Place(
+            prefix=self._prefix,
+            app_hosts=self._app_hosts_now(),
+            request_host=_rewrite.request_host(host),
+            keep_prefix=self.settings.keep_prefix,
+        )
+        out = _rewrite.response_headers(headers, place, rewrites)
+        for (name, before), (_, after) in zip(headers, out, strict=True):
+            if before == after:
+                continue
+            logger.debug("%s: the app's %s header was moved inside the prefix", what, name.decode("latin-1"))
+            cookie = _cookies.set_cookie_name(before) if name == b"set-cookie" else ""
+            if cookie.lower().startswith("__host-") and cookie not in self._host_cookies_warned:
+                self._host_cookies_warned.add(cookie)
+                logger.warning("%s: the app's cookie %r is a __Host- cookie, which browsers accept only with Path=/ "
+                               "(the whole Hub's origin): with its path under the prefix they refuse it "
+                               "(--no-cookie-rewrite lets it go to the whole origin)", what, cookie)
+        return out
+
+    def _app_hosts_now(self) -> frozenset[bytes]:
+        """The ``host:port`` spellings of the app's current address (loopback names and its own host)."""
+        address = self.state.address
+        if address != self._app_hosts[0]:
+            hosts = frozenset() if address is None else _rewrite.app_hosts(
+                address[1], (*_rewrite.LOOPBACK_NAMES, address[0]))
+            self._app_hosts = (address, hosts)
+        return self._app_hosts[1]
 
     async def open(self, scope: dict[str, Any], send: Send) -> tuple[str, int] | None:
         """The app's address once it is ready; otherwise answer ``scope`` with a page and return None."""
@@ -167,6 +226,10 @@ class Gateway:
             await _pages.respond(scope, send, 502, body)
         self.metrics.request_done(status)
         return None
+
+
+#: The response headers :func:`_rewrite.response_headers` may change.
+_REWRITTEN = frozenset({*_rewrite.LOCATION_HEADERS, b"refresh", b"set-cookie"})
 
 
 def starting_page(prefix: str, reason: str) -> bytes:

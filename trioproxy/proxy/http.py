@@ -197,8 +197,11 @@ async def _talk(
                          f"{gw.settings.app_head_max_bytes})")
         return "closed"
     gw.metrics.upstream_latency(trio.current_time() - sent_at)
-    resp_headers = gw.app_set_cookies(_headers.downstream_response(response.headers),
-                                      f"{scope['method']} {scope['path']}")
+    resp_headers = gw.app_response_headers(
+        _headers.downstream_response(response.headers),
+        f"{scope['method']} {scope['path']}",
+        _headers.get(scope["headers"], b"host"),
+    )
     is_stream = (_headers.get(resp_headers, b"content-type") or b"").startswith(b"text/event-stream")
     first: h11.Event | None = None
     if not is_stream:  # an event stream's head goes at once: EventSource opens on it

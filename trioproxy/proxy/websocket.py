@@ -307,7 +307,7 @@ async def _run_pair(
         {
             "type": "websocket.accept",
             "subprotocol": upstream.subprotocol,
-            "headers": gw.app_set_cookies(accept_headers, what),
+            "headers": gw.app_response_headers(accept_headers, what),
         }
     )
     if not fits:
@@ -366,7 +366,7 @@ async def _relay_refusal(gw: Gateway, scope: dict[str, Any], send: Send, refused
     """The app's refusal to the client: its status, end-to-end headers and the body as read."""
     logger.info("websocket %s -> %d: refused by the app", scope["path"], refused.status)
     headers = _headers.strip_hop_by_hop(refused.headers, frozenset({b"content-length", b"transfer-encoding"}))
-    headers = gw.app_set_cookies(headers, f"websocket {scope['path']}")
+    headers = gw.app_response_headers(headers, f"websocket {scope['path']}", _headers.get(scope["headers"], b"host"))
     headers.append((b"content-length", str(len(refused.body)).encode()))
     await send({"type": "websocket.http.response.start", "status": refused.status, "headers": headers})
     await send({"type": "websocket.http.response.body", "body": refused.body, "more_body": False})
