@@ -159,3 +159,15 @@ def test_the_options_parse_and_default_on():
     assert (s.rewrite_redirects, s.rewrite_cookies, s.keep_cookie_domain) == (False, False, True)
     s = proxy_settings(["--redirect-rewrite", "--cookie-rewrite", "--no-keep-cookie-domain", "--", "app"]).proxy
     assert (s.rewrite_redirects, s.rewrite_cookies, s.keep_cookie_domain) == (True, True, False)
+
+
+async def test_a_host_prefixed_cookie_is_moved_and_said_once():
+    """A ``__Host-`` cookie must have ``Path=/`` (the whole Hub origin): moved under the prefix, browsers
+    refuse it; the log says so, once per cookie, and names the option that lets it pass."""
+    with trio.fail_after(30):
+        async with serve_proxy(SAY) as p:
+            for _ in range(2):
+                r = await _answer(p.url, "set-cookie: __Host-app=1; Path=/; Secure", status=200)
+                assert r.headers["set-cookie"] == "__Host-app=1; Path=/user/test/; Secure"
+            warned = [line for line in p.lines if "__Host-app" in line]
+            assert len(warned) == 1 and "--no-cookie-rewrite" in warned[0] and "=1" not in warned[0]

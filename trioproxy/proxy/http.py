@@ -4,7 +4,8 @@ Flow: the gate (app ready?) -> headers (pure rules) -> a pooled h11
 connection -> request head and the first body chunk in one write -> the rest
 of the body pumped by a second task (started once that write is done: two
 writers on one connection would interleave) while the main task waits for
-the response head -> response head to the client -> body chunks as they come.
+the response head -> response head to the client (its redirects and cookies kept
+inside the prefix: ``Gateway.app_response_headers``) -> body chunks as they come.
 
 Cancellation: one nursery per request holds the body pump, which after the
 body watches for the client's ``http.disconnect``; a disconnect cancels the
