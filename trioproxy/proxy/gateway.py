@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from ..child.connection import Pool
+from ..child.connection import Pool, Target
 from ..child.supervisor import AppState, Status
 from ..hub.activity import ActivityTracker
 from ..metrics import Metrics
@@ -128,7 +128,7 @@ class Gateway:
                            what, name)
         return kept
 
-    async def open(self, scope: dict[str, Any], send: Send) -> tuple[str, int] | None:
+    async def open(self, scope: dict[str, Any], send: Send) -> Target | None:
         """The app's address once it is ready; otherwise answer ``scope`` with a page and return None."""
         state = self.state
         if state.status is Status.WAITING:
