@@ -27,6 +27,7 @@ from typing import Any
 
 from .errors import SettingsError as SettingsError  # raised here; defined with the others
 from .errors import TemplateError
+from .rules import routing as _routing
 from .rules import template as _template
 
 # --- defaults, each with its unit -------------------------------------------------
@@ -407,6 +408,9 @@ class ProxySettings:
     app_head_max_bytes: int = MAX_HEADER_BYTES
     #: A request body that stalls this long is cut (408 if no answer started), in seconds.
     client_stall_s: float = CLIENT_STALL_S
+    #: $JUPYTERHUB_DEFAULT_URL (the Spawner's default_url) under the prefix, as sent in
+    #: a Location: where a GET of the bare prefix goes ('' : to the app's own root).
+    default_url: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -594,6 +598,13 @@ def _socket_dir_parent(environ: Mapping[str, str]) -> str:
     return "/tmp"
 
 
+def _default_url(environ: Mapping[str, str], prefix: str) -> bytes:
+    try:
+        return _routing.default_location(environ.get("JUPYTERHUB_DEFAULT_URL", ""), prefix)
+    except ValueError as exc:
+        raise SettingsError("JUPYTERHUB_DEFAULT_URL", str(exc)) from None
+
+
 def _authtype(raw: str) -> AuthType:
     try:
         return AuthType(raw)
@@ -716,6 +727,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         progressive=bool(options["progressive"]),
         keep_prefix=bool(options.get("keep_prefix", False)),
         metrics_public=bool(options.get("metrics_public", False)),
+        default_url=_default_url(env, prefix),
     )
     ssl_files = {
         name: env.get(name, "")
