@@ -9,6 +9,7 @@ there is no root or no setpriv).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 import httpx
@@ -224,3 +226,65 @@ def test_the_knock_script_runs_here():
     r = subprocess.run([sys.executable, "-I", "-c", _KNOCK, "/nonexistent/app.sock"], capture_output=True,
                        text=True, timeout=20, check=True)
     assert r.stdout.strip() == "FileNotFoundError"
+
+
+# --- real apps that listen on a Unix socket ---------------------------------------------
+
+REAL = APPS / "real"
+_ASGI = """
+async def app(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": "uvicorn says " + message.get("text", "")})
+        await send({"type": "websocket.close"})
+    elif scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"uvicorn over a unix socket"})
+"""
+_WSGI = """
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"gunicorn over a unix socket"]
+"""
+#: name: (module that must be installed, trioproxy's arguments, path under the prefix, text in the page)
+REAL_APPS = {
+    "uvicorn": ("uvicorn", ["--", "uvicorn", "--app-dir", "{app_dir}", "asgi_app:app", "--uds", "{unix_socket}",
+                            "--ws", "wsproto"], "/", "uvicorn over a unix socket"),
+    "gunicorn": ("gunicorn", ["--", "gunicorn", "--chdir", "{app_dir}", "--bind", "unix:{unix_socket}", "wsgi_app:app"],
+                 "/", "gunicorn over a unix socket"),
+    "jupyter-server": ("jupyter_server", ["--keep-prefix", "--", "jupyter", "server", "--sock={unix_socket}",
+                                          "--ServerApp.base_url={base_url}/", "--IdentityProvider.token=",
+                                          "--allow-root", "--no-browser"], "/api", '"version"'),
+    "bokeh": ("bokeh", ["--keep-prefix", "--", "bokeh", "serve", str(REAL / "bokeh_app.py"), "--unix-socket",
+                        "{unix_socket}", "--prefix", "{base_url}"], "/bokeh_app", "<html"),
+    "panel": ("panel", ["--keep-prefix", "--", "panel", "serve", str(REAL / "panel_app.py"), "--unix-socket",
+                        "{unix_socket}", "--prefix", "{base_url}"], "/panel_app", "<html"),
+    "datasette": ("datasette", ["--", "datasette", "serve", "--uds", "{unix_socket}"], "/", "Datasette"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.apps
+@pytest.mark.parametrize("name", list(REAL_APPS))
+async def test_real_apps_on_a_unix_socket(name: str, tmp_path):
+    module, args, path, text = REAL_APPS[name]
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
+    (tmp_path / "asgi_app.py").write_text(_ASGI)
+    (tmp_path / "wsgi_app.py").write_text(_WSGI)
+    words = [w.replace("{app_dir}", str(tmp_path)) for w in args]
+    env = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]),
+           "HOME": str(tmp_path)}
+    with trio.fail_after(90):
+        async with serve_proxy(["--ready-timeout", "60", *words], env=env, prefix="/user/alice/") as p:
+            await p.wait_ready(timeout=70)
+            assert isinstance(p.running.state.address, UnixTarget)
+            async with httpx.AsyncClient(timeout=20) as client:
+                r = await client.get(p.url + path)
+            assert r.status_code == 200 and text in r.text
+            if name == "uvicorn":
+                async with open_websocket_url(p.ws_url + "/ws") as ws:
+                    await ws.send_message("hi")
+                    assert await ws.get_message() == "uvicorn says hi"
