@@ -77,7 +77,7 @@ async def test_of_several_ports_the_lowest_that_answers_http():
     silent, low, high = _distinct_free_ports(3)
     cmd = ["--", PY, str(APPS / "ports_app.py"), "--silent", str(silent), "--http", str(low), "--http", str(high)]
     with trio.fail_after(30):
-        async with serve_proxy(cmd, adjust=_child(found_port_probe_s=0.2)) as p:
+        async with serve_proxy(cmd, adjust=_child(found_port_probe_s=1.0)) as p:
             await p.wait_ready()
             assert (f"the app listens on ports {silent}, {low}, {high}: proxying to {low}, "
                     "the lowest that answers HTTP on /") in p.log

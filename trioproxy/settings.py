@@ -171,8 +171,8 @@ GUARD_CLOSE_TIMEOUT_S = 1.0
 PROBE_INTERVAL_FIRST_S = 0.005
 PROBE_INTERVAL_GROWTH = 1.1
 PROBE_INTERVAL_MAX_S = 0.25
-#: A command without {port} or {unix_socket} (and no --destport): each of the ports
-#: its process group listens on is probed for at most this long per round, in
+#: A command without {port} or {unix_socket} (and no --destport) whose process group
+#: listens on several ports: each is probed for at most this long per round, in
 #: seconds (a port that accepts but never answers HTTP, such as a ZeroMQ socket,
 #: must not hold up the one that does).
 FOUND_PORT_PROBE_S = 2.0

@@ -7,6 +7,13 @@ HTTP answer. When it exits on its own it is restarted after a backoff that
 doubles up to a cap; after ``--max-restarts`` consecutive failures
 :class:`AppFailed` ends trioproxy, so the Spawner sees the server as stopped.
 
+Where the app is reached (``ChildSettings.reach``, one :data:`~.connection.Target`
+per incarnation in :attr:`AppState.address`): on ``{port}`` (or ``--destport``),
+probed on loopback; on ``{unix_socket}``, a socket in a private directory
+(``socketdir``) made for the supervisor's lifetime, the last run's socket removed
+before each start; or, for a command with neither, on the port its process group
+is found listening on (``procfs``), the lowest that answers HTTP.
+
 Before the first start, a :class:`~._bootstrap.Bootstrap` clones or updates
 ``--repo`` (the app then runs in that folder: its ``cwd``, never trioproxy's
 own ``chdir``) and activates ``--conda-env`` (the app gets that environment).
@@ -381,15 +388,15 @@ class Supervisor:
     async def _probe_found(self, pgid: int) -> Target | None:
         """A command without {port}: probe the ports the app's group listens on, lowest first;
         the first that answers HTTP is the app's (several: a framework's second server, a
-        kernel's ZeroMQ sockets). Each is probed briefly, so one that never answers waits
-        its turn in the next round instead of holding the others up."""
+        kernel's ZeroMQ sockets)."""
         s = self.settings
         listeners = await trio.to_thread.run_sync(_procfs.listening_ports, pgid)
         if not listeners:
             return None
         self._found_listening = True
         ports = sorted({listener.port for listener in listeners})
-        bound = min(s.probe_timeout_s or float("inf"), s.found_port_probe_s)
+        # One port: probed as a {port} is. Several: each briefly, so a silent one cannot hold up the rest.
+        bound = s.probe_timeout_s if len(ports) == 1 else min(s.probe_timeout_s or float("inf"), s.found_port_probe_s)
         for port in ports:
             targets = _found_targets([x for x in listeners if x.port == port], ipv4_only=s.ipv4_only)
             target = await _upstream.probe(targets, s.ready_check_path, bound)
