@@ -27,6 +27,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from trioproxy import cli as _cli
+from trioproxy.child import guardian as _guardian
 from trioproxy.child import socketdir as _socketdir
 from trioproxy.child.connection import TcpTarget, UnixTarget
 from trioproxy.settings import Reach, Settings
@@ -158,6 +159,26 @@ async def test_directory_removed_on_sigterm_and_when_the_app_fails_for_good(tmp_
             await p.wait_log("the app's Unix socket is")
             assert await p.proc.wait() == 1  # gave up
         assert os.listdir(tmp_path) == []
+
+
+async def test_directory_removed_by_the_guard_when_trioproxy_is_killed(tmp_path):
+    env = {"XDG_RUNTIME_DIR": "", "TMPDIR": str(tmp_path)}
+    with trio.fail_after(40):
+        async with run_proxy(UNIX_APP, env=env) as p:
+            await p.wait_ready()
+            assert len(os.listdir(tmp_path)) == 1
+            p.signal(signal.SIGKILL)  # no cleanup of its own: the process guard's
+            await p.proc.wait()
+        while os.listdir(tmp_path):
+            await trio.sleep(0.05)
+
+
+def test_guardian_protocol_for_directories():
+    groups: set[int] = set()
+    dirs: list[str] = []
+    for line in (b"+100", b"d/run/user/1/trioproxy-x", b"drelative", b"d"):
+        _guardian.apply(groups, line, dirs)
+    assert groups == {100} and dirs == ["/run/user/1/trioproxy-x"]
 
 
 # --- another local user cannot reach the app -------------------------------------------

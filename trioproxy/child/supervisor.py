@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import shlex
 import signal
 import socket
@@ -224,7 +225,7 @@ class Supervisor:
         task_status.started()
         # Every process group started from here on (git, conda, the app) is taken down by the
         # guard if trioproxy dies; the guard ends after the last of them was reaped.
-        async with _guard.guarding(s):
+        async with _guard.guarding(s) as guard:
             if s.reach is not Reach.UNIX_SOCKET:
                 await self._run()
                 return
@@ -232,6 +233,8 @@ class Supervisor:
                 self._socket_path = _socketdir.make(s.socket_dir_parent)
             except OSError as exc:
                 raise AppFailed(f"no private directory for the app's Unix socket: {exc.strerror or exc}") from None
+            if guard is not None:  # trioproxy killed (SIGKILL, the OOM killer): the guard removes it
+                guard.remove_at_death(os.path.dirname(self._socket_path))
             try:
                 await self._run()
             finally:
