@@ -65,3 +65,33 @@ def test_finds_the_port_a_process_group_listens_on() -> None:
     finally:
         child.kill()
         child.wait(timeout=10)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
+def test_finds_every_listener_of_the_group_and_only_listeners() -> None:
+    # The leader listens on IPv4 and holds a connected (not listening) socket; a forked child,
+    # in the same group, listens on IPv6 loopback and on the IPv6 wildcard. All three are
+    # found (lowest port first); the connection is not; a process of another group is ignored.
+    code = (
+        "import os, socket, sys, time\n"
+        "a = socket.create_server(('127.0.0.1', 0))\n"
+        "c = socket.create_connection(a.getsockname()); peer, _ = a.accept()\n"
+        "r, w = os.pipe()\n"
+        "if os.fork() == 0:\n"
+        "    b = socket.create_server(('::1', 0), family=socket.AF_INET6)\n"
+        "    d = socket.create_server(('::', 0), family=socket.AF_INET6, dualstack_ipv6=True)\n"
+        "    os.write(w, f'{b.getsockname()[1]} {d.getsockname()[1]}'.encode()); time.sleep(30); os._exit(0)\n"
+        "print(a.getsockname()[1], os.read(r, 100).decode(), c.getsockname()[1], flush=True); time.sleep(30)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, process_group=0)
+    try:
+        assert child.stdout is not None
+        v4, v6, wildcard, client = map(int, child.stdout.readline().split())
+        found = _procfs.listening_ports(child.pid)
+        expected = sorted([("127.0.0.1", v4), ("::1", v6), ("::", wildcard)], key=lambda entry: entry[1])
+        assert [(entry.host, entry.port) for entry in found] == expected
+        assert client not in [entry.port for entry in found]
+        assert len(_procfs.group_members(child.pid)) == 2
+    finally:
+        os.killpg(child.pid, 9)
+        child.wait(timeout=10)

@@ -27,3 +27,10 @@ def test_bad_templates_name_the_word(word):
     with pytest.raises(_template.TemplateError) as info:
         _template.check(["app", word])
     assert repr(word) in str(info.value)
+
+
+def test_unix_socket_is_a_key():
+    assert _template.check(["uvicorn", "--uds", "{unix_socket}"]) == {"unix_socket"}
+    assert _template.render(["--bind", "unix:{unix_socket}"], {"unix_socket": "/run/x/app.sock"}) == [
+        "--bind", "unix:/run/x/app.sock",
+    ]

@@ -23,9 +23,11 @@ from ._version import __version__
 logger = logging.getLogger(__name__)
 
 EPILOG = """\b
-Command templates (in any COMMAND word): {port} {base_url} {presentation_path}
+Command templates (in any COMMAND word): {port} {unix_socket} {base_url} {presentation_path}
 {presentation_dirname} {presentation_basename} {origin_host} {-} {--};
-write {{ and }} for literal braces.
+write {{ and }} for literal braces. {unix_socket}: a socket path in a private
+directory (only this user may connect). Without {port}, {unix_socket} or
+--destport, the port the app's processes listen on is found and used.
 \b
 Environment: JUPYTERHUB_SERVICE_PREFIX (URL prefix, default /),
 JUPYTERHUB_SERVICE_URL (default --port and --ip), JUPYTERHUB_SSL_KEYFILE,
@@ -54,7 +56,8 @@ def _opt(*decls: str, **kw: Any) -> Callable[[_Decorated], _Decorated]:
 @_opt("--port", type=int, default=None,
       help="Port to listen on. Default: the port of $JUPYTERHUB_SERVICE_URL (80/443 by scheme), else 8888.")
 @_opt("--destport", type=int, default=0, show_default=True,
-      help="Port the app must listen on, given to it as {port}; 0 picks a free port.")
+      help="Port the app must listen on, given to it as {port}; 0 picks a free port (or, without {port} "
+           "in the command, finds the port the app listens on). Not with {unix_socket}.")
 @_opt("--ip", type=str, default=None,
       help="Address to listen on. Default: the host of $JUPYTERHUB_SERVICE_URL; empty means every interface.")
 @_opt("--presentation-path", "--presentation_path", "presentation_path", type=str, default="",

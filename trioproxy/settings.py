@@ -27,6 +27,7 @@ from typing import Any
 
 from .errors import SettingsError as SettingsError  # raised here; defined with the others
 from .errors import TemplateError
+from .rules import routing as _routing
 from .rules import template as _template
 
 # --- defaults, each with its unit -------------------------------------------------
@@ -170,6 +171,16 @@ GUARD_CLOSE_TIMEOUT_S = 1.0
 PROBE_INTERVAL_FIRST_S = 0.005
 PROBE_INTERVAL_GROWTH = 1.1
 PROBE_INTERVAL_MAX_S = 0.25
+#: A command without {port} or {unix_socket} (and no --destport) whose process group
+#: listens on several ports: each is probed for at most this long per round, in
+#: seconds (a port that accepts but never answers HTTP, such as a ZeroMQ socket,
+#: must not hold up the one that does).
+FOUND_PORT_PROBE_S = 2.0
+#: {unix_socket}: the private directory's name starts with this, and the socket in it
+#: has this name. The directory is made in $XDG_RUNTIME_DIR if set, else $TMPDIR,
+#: else /tmp (and in /tmp when the socket's path would be too long for AF_UNIX).
+UNIX_SOCKET_DIR_PREFIX = "trioproxy-"
+UNIX_SOCKET_NAME = "app.sock"
 #: Poll interval while waiting for the app's process group to empty, in seconds
 #: (short: a restart waits on it; a check is one kill(0) call).
 APP_GROUP_POLL_S = 0.02
@@ -297,6 +308,18 @@ class AuthType(enum.StrEnum):
     NONE = "none"
 
 
+class Reach(enum.StrEnum):
+    """How trioproxy reaches the app, decided once from the command and --destport."""
+
+    #: A TCP port given to the app as {port} (--destport, else a free one), or --destport
+    #: alone (the app is configured to listen there by other means).
+    PORT = "port"
+    #: {unix_socket}: a socket in a private directory (0700) only trioproxy's user can enter.
+    UNIX_SOCKET = "unix_socket"
+    #: Neither: the port the app's process group listens on, found in /proc.
+    FOUND_PORT = "found port"
+
+
 @dataclass(frozen=True)
 class ChildSettings:
     """Everything needed to start, probe and supervise the app."""
@@ -337,16 +360,22 @@ class ChildSettings:
     guard_grace_s: float = GUARD_GRACE_S
     guard_poll_s: float = GUARD_POLL_S
     guard_close_timeout_s: float = GUARD_CLOSE_TIMEOUT_S
+    reach: Reach = Reach.PORT
+    #: Where {unix_socket}'s private directory is made.
+    socket_dir_parent: str = "/tmp"
+    found_port_probe_s: float = FOUND_PORT_PROBE_S
 
     @property
     def lazy(self) -> bool:
         """True when the command needs {origin_host}, known only from the first request."""
         return "origin_host" in self.template_keys
 
-    def template_values(self, port: int, origin_host: str = "") -> dict[str, object]:
+    def template_values(self, port: int | None, origin_host: str = "", unix_socket: str = "") -> dict[str, object]:
+        """The values of the command's substitutions (``port``: None when the app has none)."""
         p = self.presentation_path
         return {
-            "port": port,
+            **({"port": port} if port is not None else {}),
+            "unix_socket": unix_socket,
             "base_url": self.base_url,
             "presentation_path": p,
             "presentation_dirname": os.path.dirname(p) if p else "",
@@ -385,6 +414,9 @@ class ProxySettings:
     app_head_max_bytes: int = MAX_HEADER_BYTES
     #: A request body that stalls this long is cut (408 if no answer started), in seconds.
     client_stall_s: float = CLIENT_STALL_S
+    #: $JUPYTERHUB_DEFAULT_URL (the Spawner's default_url) under the prefix, as sent in
+    #: a Location: where a GET of the bare prefix goes ('' : to the app's own root).
+    default_url: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -550,6 +582,35 @@ def _flag_env(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _reach(keys: frozenset[str], destport: int) -> Reach:
+    """How the app is reached: {unix_socket}, {port} or --destport, else its port is found."""
+    if "unix_socket" in keys:
+        if "port" in keys:
+            raise SettingsError("COMMAND", "use {port} or {unix_socket}, not both: the app is reached on one of them")
+        if destport:
+            raise SettingsError("--destport", "cannot be used with {unix_socket} (the app listens on a Unix socket)")
+        return Reach.UNIX_SOCKET
+    if "port" in keys or destport:
+        return Reach.PORT
+    return Reach.FOUND_PORT
+
+
+def _socket_dir_parent(environ: Mapping[str, str]) -> str:
+    """Where {unix_socket}'s private directory goes: $XDG_RUNTIME_DIR, else $TMPDIR, else /tmp."""
+    for name in ("XDG_RUNTIME_DIR", "TMPDIR"):
+        path = environ.get(name, "")
+        if os.path.isabs(path) and os.path.isdir(path):
+            return path
+    return "/tmp"
+
+
+def _default_url(environ: Mapping[str, str], prefix: str) -> bytes:
+    try:
+        return _routing.default_location(environ.get("JUPYTERHUB_DEFAULT_URL", ""), prefix)
+    except ValueError as exc:
+        raise SettingsError("JUPYTERHUB_DEFAULT_URL", str(exc)) from None
+
+
 def _authtype(raw: str) -> AuthType:
     try:
         return AuthType(raw)
@@ -612,6 +673,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
     destport = options["destport"]
     if not 0 <= destport <= 65535:
         raise SettingsError("--destport", f"{destport} is not a TCP port")
+    reach = _reach(keys, destport)
 
     ready_path = options["ready_check_path"]
     if not ready_path.startswith("/"):
@@ -659,6 +721,8 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         repofolder=options["repofolder"] or ".",
         git_depth=_int_env(env, "NBGITPULLER_DEPTH", 1),
         conda_exe=env.get("CONDA_EXE", "") or "conda",
+        reach=reach,
+        socket_dir_parent=_socket_dir_parent(env),
     )
     proxy = ProxySettings(
         prefix=prefix,
@@ -672,6 +736,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         rewrite_cookies=bool(options.get("cookie_rewrite", True)),
         keep_cookie_domain=bool(options.get("keep_cookie_domain", False)),
         metrics_public=bool(options.get("metrics_public", False)),
+        default_url=_default_url(env, prefix),
     )
     ssl_files = {
         name: env.get(name, "")

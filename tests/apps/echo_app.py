@@ -4,6 +4,7 @@ Launched by trioproxy's integration tests as the proxied child process.
 
 Usage:
     python echo_app.py --port N [--prefix P] [--ipv6]
+    python echo_app.py --uds PATH [--prefix P]
 
 Listens on 127.0.0.1:N (and [::1]:N with --ipv6; with ``--port 0`` an
 ephemeral port is chosen) and prints ``echo_app listening on PORT`` once
@@ -417,9 +418,9 @@ def make_app(prefix):
     return app
 
 
-def make_config(port, ipv6):
+def make_config(port, ipv6, uds=None):
     config = Config()
-    config.bind = [f"127.0.0.1:{port}"] + ([f"[::1]:{port}"] if ipv6 else [])
+    config.bind = [f"unix:{uds}"] if uds else [f"127.0.0.1:{port}"] + ([f"[::1]:{port}"] if ipv6 else [])
     if hasattr(config, "include_date_header"):
         config.include_date_header = False
     if hasattr(config, "include_server_header"):
@@ -437,7 +438,7 @@ async def wait_for_signal(signals):
 
 
 async def main(args):
-    config = make_config(args.port, args.ipv6)
+    config = make_config(args.port, args.ipv6, args.uds)
     app = make_app(args.prefix)
     # Catch the signals before binding so none can slip through during startup.
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -445,15 +446,16 @@ async def main(args):
             binds = await nursery.start(
                 partial(serve, app, config, shutdown_trigger=partial(wait_for_signal, signals))
             )
-            port = binds[0].rsplit(":", 1)[1]
+            port = binds[0] if args.uds else binds[0].rsplit(":", 1)[1]
             print(f"echo_app listening on {port}", flush=True)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--prefix", default="")
     parser.add_argument("--ipv6", action="store_true", help="also listen on ::1")
+    parser.add_argument("--uds", default=None, help="listen on this Unix socket instead of a TCP port")
     return parser.parse_args()
 
 

@@ -1,4 +1,6 @@
-"""HTTP/1.1 connections to the app: a small keep-alive pool of h11 connections on trio sockets.
+"""Connections to the app: where it is (:data:`Target`, a TCP port or a Unix socket), the
+one way to connect there (:func:`open_socket`), and a small keep-alive pool of HTTP/1.1
+(h11) connections, with the readiness probe.
 
 Why not httpx on this hop: the proxy must send the request-target byte for
 byte, pass ``Content-Encoding`` and every header through untouched, share no
@@ -15,6 +17,8 @@ import logging
 import select
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import h11
 import trio
@@ -24,6 +28,82 @@ from ..settings import APP_RECEIVE_BYTES
 
 logger = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class TcpTarget:
+    """The app listens on a TCP port of a local address."""
+
+    host: str
+    port: int
+
+    @property
+    def authority(self) -> str:
+        """The ``Host`` of a request that brings none."""
+        return f"localhost:{self.port}"
+
+    def __str__(self) -> str:
+        return f"http://[{self.host}]:{self.port}" if ":" in self.host else f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class UnixTarget:
+    """The app listens on a Unix socket (``{unix_socket}``)."""
+
+    path: str
+
+    @property
+    def authority(self) -> str:
+        return "localhost"
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}"
+
+
+#: Where the app is reached: one value, in the app's state and the pool.
+Target = TcpTarget | UnixTarget
+
+
+async def open_socket(target: Target) -> socket.socket:
+    """A connected, non-blocking socket to the app: the one way to reach it (the pool,
+    the readiness probe and the websocket bridge connect here). TCP gets TCP_NODELAY.
+
+    Raises:
+        OSError: refused, not there (no socket file), or not allowed.
+    """
+    if isinstance(target, UnixTarget):
+        candidates: list[tuple[int, int, int, Any]] = [
+            (socket.AF_UNIX, socket.SOCK_STREAM, 0, target.path)
+        ]
+    else:
+        infos = await trio.socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        candidates = [(family, kind, proto, address) for family, kind, proto, _, address in infos]
+    error: OSError | None = None
+    for family, kind, proto, address in candidates:
+        raw = socket.socket(family, kind, proto)
+        raw.setblocking(False)
+        try:
+            await trio.socket.from_stdlib_socket(raw).connect(address)
+        except OSError as exc:
+            raw.close()
+            error = exc
+            continue
+        except BaseException:
+            raw.close()
+            raise
+        if family != socket.AF_UNIX:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return raw
+    raise error if error is not None else OSError(f"no address for {target}")
+
+
+async def open_stream(target: Target) -> trio.SocketStream:
+    """:func:`open_socket` as a trio stream."""
+    return trio.SocketStream(trio.socket.from_stdlib_socket(await open_socket(target)))
+
+
+def _refused(target: Target, exc: OSError) -> str:
+    where = f"on port {target.port}" if isinstance(target, TcpTarget) else f"on its socket {target.path}"
+    return f"the app refused the connection {where} ({exc.strerror or exc})"
 
 
 class Connection:
@@ -115,10 +195,10 @@ class Pool:
 
     def __init__(self, max_idle: int) -> None:
         self.max_idle = max_idle
-        self.address: tuple[str, int] | None = None
+        self.address: Target | None = None
         self._idle: list[Connection] = []
 
-    def reset(self, address: tuple[str, int] | None) -> None:
+    def reset(self, address: Target | None) -> None:
         self.address = address
         idle, self._idle = self._idle, []
         for conn in idle:
@@ -130,14 +210,13 @@ class Pool:
         Raises:
             UpstreamError: 502 when the app refuses or is not there.
         """
-        if self.address is None:
+        target = self.address
+        if target is None:
             raise UpstreamError(502, "the app is not running")
-        host, port = self.address
         try:
-            stream = await trio.open_tcp_stream(host, port)
+            stream = await open_stream(target)
         except OSError as exc:
-            raise UpstreamError(502, f"the app refused the connection on port {port} ({exc.strerror or exc})") from None
-        stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
+            raise UpstreamError(502, _refused(target, exc)) from None
         return Connection(stream)
 
     async def acquire(self) -> Connection:
@@ -176,16 +255,16 @@ class Pool:
             conn.close()
 
 
-async def probe(addresses: Sequence[str], port: int, path: str, timeout_s: float | None) -> str | None:
-    """GET ``path`` on each address in turn; return the first that answers any HTTP status.
+async def probe(targets: Sequence[Target], path: str, timeout_s: float | None) -> Target | None:
+    """GET ``path`` on each target in turn; return the first that answers any HTTP status.
 
     Connection errors and malformed answers count as "not ready". Each attempt
     is bounded by ``timeout_s`` (None: by the caller's deadline only).
     """
-    for host in addresses:
+    for target in targets:
         with trio.move_on_after(timeout_s if timeout_s is not None else float("inf")):
             try:
-                stream = await trio.open_tcp_stream(host, port)
+                stream = await open_stream(target)
             except OSError:
                 continue
             conn = Connection(stream)
@@ -194,7 +273,7 @@ async def probe(addresses: Sequence[str], port: int, path: str, timeout_s: float
                     h11.Request(
                         method="GET",
                         target=path.encode(),
-                        headers=[(b"host", f"localhost:{port}".encode()), (b"user-agent", b"trioproxy-probe")],
+                        headers=[(b"host", target.authority.encode()), (b"user-agent", b"trioproxy-probe")],
                     ),
                     h11.EndOfMessage(),
                 )
@@ -202,9 +281,9 @@ async def probe(addresses: Sequence[str], port: int, path: str, timeout_s: float
                 while isinstance(event, h11.InformationalResponse):
                     event = await conn.next_event()
                 if isinstance(event, h11.Response):
-                    return host
+                    return target
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
-                logger.debug("readiness probe of %s:%s failed: %r", host, port, exc)
+                logger.debug("readiness probe of %s failed: %r", target, exc)
             finally:
                 conn.close()
     return None

@@ -55,6 +55,12 @@ class Guard:
         """``pgid`` was reaped (its number may be reused): never signal it."""
         self._send(b"-%d\n" % pgid)
 
+    def remove_at_death(self, directory: str) -> None:
+        """Remove ``directory`` (and all in it) if trioproxy dies; a normal exit has removed it already."""
+        raw = os.fsencode(directory)
+        if b"\n" not in raw:
+            self._send(b"d" + raw + b"\n")
+
     def _send(self, line: bytes) -> None:
         if self._fd < 0:
             return

@@ -5,7 +5,8 @@ isolated, with an empty environment (so it holds no Hub credential), in a sessio
 of its own, and with the read end of a pipe as its stdin. Only trioproxy holds
 the write end (close-on-exec, never inherited by the app), on which it writes
 one line per process group: ``+PGID`` when it starts one, ``-PGID`` once it
-has reaped it.
+has reaped it; and ``dPATH`` for a directory to remove once the groups are down
+(``{unix_socket}``'s private directory).
 
 End of file on stdin means trioproxy is gone, however it ended (a normal exit
 closes the pipe too, with no group left). Then every group still listed gets
@@ -25,6 +26,7 @@ trioproxy nor site-packages are on ``sys.path``.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -34,9 +36,15 @@ from collections.abc import Callable, Iterable
 READ_BYTES = 4096
 
 
-def apply(groups: set[int], line: bytes) -> None:
-    """One line of the protocol: ``+PGID`` adds a group, ``-PGID`` removes it; anything else is ignored."""
+def apply(groups: set[int], line: bytes, dirs: list[str] | None = None) -> None:
+    """One line of the protocol: ``+PGID`` adds a group, ``-PGID`` removes it, ``dPATH`` adds an
+    absolute directory to ``dirs``; anything else is ignored."""
     op, number = line[:1], line[1:].strip()
+    if op == b"d":
+        path = os.fsdecode(line[1:])
+        if dirs is not None and os.path.isabs(path):
+            dirs.append(path)
+        return
     if not number.isdigit():
         return
     pgid = int(number)
@@ -48,8 +56,8 @@ def apply(groups: set[int], line: bytes) -> None:
         groups.discard(pgid)
 
 
-def read_until_eof(fd: int, groups: set[int]) -> None:
-    """Apply every line from ``fd`` to ``groups`` until end of file (or a read error)."""
+def read_until_eof(fd: int, groups: set[int], dirs: list[str] | None = None) -> None:
+    """Apply every line from ``fd`` to ``groups`` (and ``dirs``) until end of file (or a read error)."""
     pending = b""
     while True:
         try:
@@ -60,7 +68,7 @@ def read_until_eof(fd: int, groups: set[int]) -> None:
             return
         *lines, pending = (pending + data).split(b"\n")
         for line in lines:
-            apply(groups, line)
+            apply(groups, line, dirs)
 
 
 def group_alive(pgid: int) -> bool:
@@ -117,8 +125,11 @@ def main(argv: list[str]) -> int:
     except OSError:
         pass
     groups: set[int] = set()
-    read_until_eof(0, groups)
+    dirs: list[str] = []
+    read_until_eof(0, groups, dirs)
     take_down(groups, grace_s, poll_s)
+    for path in dirs:  # gone already after a normal exit
+        shutil.rmtree(path, ignore_errors=True)
     return 0
 
 

@@ -7,6 +7,13 @@ HTTP answer. When it exits on its own it is restarted after a backoff that
 doubles up to a cap; after ``--max-restarts`` consecutive failures
 :class:`AppFailed` ends trioproxy, so the Spawner sees the server as stopped.
 
+Where the app is reached (``ChildSettings.reach``, one :data:`~.connection.Target`
+per incarnation in :attr:`AppState.address`): on ``{port}`` (or ``--destport``),
+probed on loopback; on ``{unix_socket}``, a socket in a private directory
+(``socketdir``) made for the supervisor's lifetime, the last run's socket removed
+before each start; or, for a command with neither, on the port its process group
+is found listening on (``procfs``), the lowest that answers HTTP.
+
 Before the first start, a :class:`~._bootstrap.Bootstrap` clones or updates
 ``--repo`` (the app then runs in that folder: its ``cwd``, never trioproxy's
 own ``chdir``) and activates ``--conda-env`` (the app gets that environment).
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import shlex
 import signal
 import socket
@@ -41,11 +49,15 @@ from ..settings import (
     PROBE_INTERVAL_GROWTH,
     PROBE_INTERVAL_MAX_S,
     ChildSettings,
+    Reach,
 )
 from . import connection as _upstream
 from . import guard as _guard
+from . import procfs as _procfs
 from . import reaper as _reaper
+from . import socketdir as _socketdir
 from .bootstrap import Bootstrap, Launch
+from .connection import Target, TcpTarget, UnixTarget
 from .groups import group_alive, signal_group
 from .output import LogTail, pump
 
@@ -67,13 +79,13 @@ class AppState:
     def __init__(self, tail: LogTail) -> None:
         self.status = Status.STARTING
         self.reason = ""
-        self.address: tuple[str, int] | None = None
+        self.address: Target | None = None
         self.tail = tail
         self.origin_host: str | None = None
         self.origin_known = trio.Event()
         self._changed = trio.Event()
 
-    def set(self, status: Status, reason: str = "", address: tuple[str, int] | None = None) -> None:
+    def set(self, status: Status, reason: str = "", address: Target | None = None) -> None:
         self.status, self.reason, self.address = status, reason, address
         self._changed.set()
         self._changed = trio.Event()
@@ -123,7 +135,7 @@ class Supervisor:
         settings: ChildSettings,
         state: AppState,
         *,
-        on_ready: Callable[[tuple[str, int] | None], None] | None = None,
+        on_ready: Callable[[Target | None], None] | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -132,6 +144,10 @@ class Supervisor:
         self._wake = trio.Event()
         self._proc: trio.Process | None = None
         self._fixed_port = settings.destport or None
+        #: {unix_socket}: the app's socket path, while the supervisor runs.
+        self._socket_path = ""
+        #: A command without {port}: whether its group was seen listening at all (this incarnation).
+        self._found_listening = False
         self._deadline = float("inf")
         self._bootstrap = Bootstrap(
             settings,
@@ -198,11 +214,31 @@ class Supervisor:
         s = self.settings
         if s.lazy:
             self.state.set(Status.WAITING)
+        if s.reach is Reach.FOUND_PORT:
+            logger.warning(
+                "the command has no {port} (nor {unix_socket}) and there is no --destport: trioproxy will proxy "
+                "to the TCP port the app's process group listens on (found in /proc); give the app {port} instead "
+                "where it takes one"
+            )
+            if not _procfs.own_namespace():
+                logger.warning("/proc does not show this PID namespace: the app's port cannot be found")
         task_status.started()
         # Every process group started from here on (git, conda, the app) is taken down by the
         # guard if trioproxy dies; the guard ends after the last of them was reaped.
-        async with _guard.guarding(s):
-            await self._run()
+        async with _guard.guarding(s) as guard:
+            if s.reach is not Reach.UNIX_SOCKET:
+                await self._run()
+                return
+            try:
+                self._socket_path = _socketdir.make(s.socket_dir_parent)
+            except OSError as exc:
+                raise AppFailed(f"no private directory for the app's Unix socket: {exc.strerror or exc}") from None
+            if guard is not None:  # trioproxy killed (SIGKILL, the OOM killer): the guard removes it
+                guard.remove_at_death(os.path.dirname(self._socket_path))
+            try:
+                await self._run()
+            finally:
+                _socketdir.remove(self._socket_path)  # at exit, SIGTERM, the app failing for good
 
     async def _run(self) -> None:
         s = self.settings
@@ -248,19 +284,28 @@ class Supervisor:
     async def _one_incarnation(self) -> float | None:
         """Run the app once, until it exits. Return how long it was ready (None: never)."""
         s = self.settings
-        try:
-            port = self._fixed_port or _free_port()
-        except OSError as exc:  # out of descriptors (EMFILE): a failed start, retried with backoff
-            self.state.set(Status.DOWN, f"could not be started: no port for it ({exc.strerror or exc})")
-            logger.error("could not start the app: no free port: %s", exc)
-            return None
-        values = s.template_values(port, self.state.origin_host or "")
+        port: int | None = None
+        if s.reach is Reach.PORT:
+            try:
+                port = self._fixed_port or _free_port()
+            except OSError as exc:  # out of descriptors (EMFILE): a failed start, retried with backoff
+                self.state.set(Status.DOWN, f"could not be started: no port for it ({exc.strerror or exc})")
+                logger.error("could not start the app: no free port: %s", exc)
+                return None
+            where = f"on port {port}"
+        elif s.reach is Reach.UNIX_SOCKET:
+            _socketdir.remove_stale(self._socket_path)  # the last run's: the new one binds afresh
+            where = f"on {self._socket_path}"
+        else:
+            self._found_listening = False
+            where = "(on a port of its own)"
+        values = s.template_values(port, self.state.origin_host or "", self._socket_path)
         try:
             argv = _template.render(s.command, values)
         except TemplateError as exc:
             self.state.set(Status.DOWN, str(exc))
             return None
-        logger.info("starting the app on port %d: %s", port, _shown(argv))
+        logger.info("starting the app %s: %s", where, _shown(argv))
         self.state.set(Status.STARTING, "the app is starting")
         self.started_at = trio.current_time()
         try:
@@ -290,12 +335,14 @@ class Supervisor:
                     ready_at = trio.current_time()
                     self.state.set(Status.READY, "", address)
                     self._on_ready(address)
-                    logger.info("the app is ready at http://%s:%d", *_bracket(address))
+                    logger.info("the app is ready at %s", address)
                 elif proc.poll() is None and not self._stopping:
                     not_ready = True
-                    self.state.set(
-                        Status.DOWN, f"did not answer on {s.ready_check_path} within {s.ready_timeout_s:g} s"
-                    )
+                    if s.reach is Reach.FOUND_PORT and not self._found_listening:
+                        reason = f"did not listen on any TCP port within {s.ready_timeout_s:g} s"
+                    else:
+                        reason = f"did not answer on {s.ready_check_path} within {s.ready_timeout_s:g} s"
+                    self.state.set(Status.DOWN, reason)
                     logger.error("the app %s; stopping it", self.state.reason)
                     return None
                 await proc.wait()
@@ -319,17 +366,53 @@ class Supervisor:
             stream, name=name, level=level, tail=self.state.tail, echo=s.logs, max_line_bytes=s.log_line_max_bytes
         )
 
-    async def _wait_ready(self, proc: trio.Process, port: int) -> tuple[str, int] | None:
+    async def _wait_ready(self, proc: trio.Process, port: int | None) -> Target | None:
         s = self.settings
-        hosts = ["127.0.0.1"] if s.ipv4_only else ["127.0.0.1", "::1"]
         interval = PROBE_INTERVAL_FIRST_S
         with trio.move_on_after(s.ready_timeout_s):
             while proc.poll() is None and not self._stopping:
-                host = await _upstream.probe(hosts, port, s.ready_check_path, s.probe_timeout_s)
-                if host is not None:
-                    return host, port
+                if s.reach is Reach.UNIX_SOCKET:
+                    target = await _upstream.probe([UnixTarget(self._socket_path)], s.ready_check_path,
+                                                   s.probe_timeout_s)
+                elif port is not None:
+                    target = await _upstream.probe(self._loopback(port), s.ready_check_path, s.probe_timeout_s)
+                else:
+                    target = await self._probe_found(proc.pid)
+                if target is not None:
+                    return target
                 await trio.sleep(interval)
                 interval = min(interval * PROBE_INTERVAL_GROWTH, PROBE_INTERVAL_MAX_S)
+        return None
+
+    def _loopback(self, port: int) -> list[Target]:
+        hosts = ["127.0.0.1"] if self.settings.ipv4_only else ["127.0.0.1", "::1"]
+        return [TcpTarget(host, port) for host in hosts]
+
+    async def _probe_found(self, pgid: int) -> Target | None:
+        """A command without {port}: probe the ports the app's group listens on, lowest first;
+        the first that answers HTTP is the app's (several: a framework's second server, a
+        kernel's ZeroMQ sockets)."""
+        s = self.settings
+        listeners = await trio.to_thread.run_sync(_procfs.listening_ports, pgid)
+        if not listeners:
+            return None
+        self._found_listening = True
+        ports = sorted({listener.port for listener in listeners})
+        # One port: probed as a {port} is. Several: each briefly, so a silent one cannot hold up the rest.
+        bound = s.probe_timeout_s if len(ports) == 1 else min(s.probe_timeout_s or float("inf"), s.found_port_probe_s)
+        for port in ports:
+            targets = _found_targets([x for x in listeners if x.port == port], ipv4_only=s.ipv4_only)
+            target = await _upstream.probe(targets, s.ready_check_path, bound)
+            if target is None:
+                continue
+            if len(ports) == 1:
+                logger.info("the app listens on %d", port)
+            else:
+                logger.info(
+                    "the app listens on ports %s: proxying to %d, the lowest that answers HTTP on %s",
+                    ", ".join(map(str, ports)), port, s.ready_check_path,
+                )
+            return target
         return None
 
     async def _terminate(self, proc: trio.Process) -> None:
@@ -349,9 +432,14 @@ class Supervisor:
         await proc.wait()
 
 
-def _bracket(address: tuple[str, int]) -> tuple[str, int]:
-    host, port = address
-    return (f"[{host}]" if ":" in host else host), port
+def _found_targets(listeners: list[_procfs.Listener], *, ipv4_only: bool) -> list[Target]:
+    """Where to reach listening sockets of one port: a wildcard address through loopback, IPv4 first."""
+    hosts: dict[str, None] = {}
+    for listener in sorted(listeners, key=lambda x: ":" in x.host):
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listener.host, listener.host)
+        if not (ipv4_only and ":" in host):
+            hosts[host] = None
+    return [TcpTarget(host, listeners[0].port) for host in hosts]
 
 
 def _shown(argv: list[str]) -> str:

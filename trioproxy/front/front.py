@@ -1,7 +1,8 @@
 """The ASGI callable hypercorn serves: routes each request, checks who may pass, forwards.
 
 Proxied requests go from here straight to the forwarding code; redirects of
-the bare and the ``%40``-encoded prefix are answered here, and so is the
+the bare and the ``%40``-encoded prefix (and of the prefix to
+``$JUPYTERHUB_DEFAULT_URL``) are answered here, and so is the
 Hub's readiness probe while the app starts; everything else (trioproxy's own
 endpoints, 404s, lifespan) goes to the Quart-Trio app.
 
@@ -74,7 +75,7 @@ class Front:
             await _pages.respond(scope, own, status, body, [(b"connection", b"close")])
             return
         method = scope.get("method", "GET")
-        route = self.router.route(method, scope["raw_path"], scope["query_string"])
+        route = self.router.route(method, scope["raw_path"], scope["query_string"], websocket=kind == "websocket")
         if isinstance(route, _routing.Forward):
             if kind == "http" and route.target == HUB_PROBE and self._holding_probe():
                 body = _pages.render("The app is starting", ["The app is not ready yet."])

@@ -1,4 +1,4 @@
-"""A TCP stream to the app that sends and receives at once when the socket is ready.
+"""A stream to the app (TCP or Unix) that sends and receives at once when the socket is ready.
 
 trio's ``SocketStream.send_all`` and ``receive_some`` yield to the scheduler
 even when the kernel takes the bytes (or has some) immediately: a full pass of
@@ -25,28 +25,14 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from ..child.connection import Target, open_socket
 from ..settings import EAGER_RECEIVE_BYTES, EAGER_RUN_CALLS
 
 
-async def open_eager_tcp_stream(host: str, port: int) -> EagerStream:
-    """Connect like ``trio.open_tcp_stream`` (first address that works, TCP_NODELAY) and wrap the stream."""
-    infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    error: OSError | None = None
-    for family, kind, proto, _, address in infos:
-        raw = socket.socket(family, kind, proto)
-        raw.setblocking(False)
-        sock = trio.socket.from_stdlib_socket(raw)
-        try:
-            await sock.connect(address)
-        except OSError as exc:
-            sock.close()
-            error = exc
-            continue
-        except BaseException:
-            sock.close()
-            raise
-        return EagerStream(trio.SocketStream(sock), raw)
-    raise error if error is not None else OSError(f"no address for {host}:{port}")
+async def open_eager_stream(target: Target) -> EagerStream:
+    """Connect to the app (TCP, with TCP_NODELAY, or its Unix socket) and wrap the stream."""
+    raw = await open_socket(target)
+    return EagerStream(trio.SocketStream(trio.socket.from_stdlib_socket(raw)), raw)
 
 
 class EagerStream(trio.abc.HalfCloseableStream):

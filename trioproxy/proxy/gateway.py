@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from ..child.connection import Pool
+from ..child.connection import Pool, Target, TcpTarget
 from ..child.supervisor import AppState, Status
 from ..hub.activity import ActivityTracker
 from ..metrics import Metrics
@@ -108,7 +108,7 @@ class Gateway:
     rewrites: _rewrite.Rewrites = field(init=False)
     _prefix: bytes = field(init=False, default=b"")
     #: The app's loopback ``host:port`` spellings, for the address they were made for.
-    _app_hosts: tuple[tuple[str, int] | None, frozenset[bytes]] = field(init=False, default=(None, frozenset()))
+    _app_hosts: tuple[Target | None, frozenset[bytes]] = field(init=False, default=(None, frozenset()))
     #: __Host- cookies of the app already warned about (once each).
     _host_cookies_warned: set[str] = field(init=False, default_factory=set)
 
@@ -182,12 +182,14 @@ class Gateway:
         """The ``host:port`` spellings of the app's current address (loopback names and its own host)."""
         address = self.state.address
         if address != self._app_hosts[0]:
-            hosts = frozenset() if address is None else _rewrite.app_hosts(
-                address[1], (*_rewrite.LOOPBACK_NAMES, address[0]))
+            # An app on a Unix socket has no address a URL could name (its absolute URLs are on
+            # the request's Host, which the rules know).
+            hosts = (_rewrite.app_hosts(address.port, (*_rewrite.LOOPBACK_NAMES, address.host))
+                     if isinstance(address, TcpTarget) else frozenset())
             self._app_hosts = (address, hosts)
         return self._app_hosts[1]
 
-    async def open(self, scope: dict[str, Any], send: Send) -> tuple[str, int] | None:
+    async def open(self, scope: dict[str, Any], send: Send) -> Target | None:
         """The app's address once it is ready; otherwise answer ``scope`` with a page and return None."""
         state = self.state
         if state.status is Status.WAITING:

@@ -88,7 +88,7 @@ async def forward(
     headers = _headers.upstream_request(passage.headers, **_headers.peer(scope), prefix=gw.settings.prefix)
     headers += passage.add
     if _headers.get(headers, b"host") is None:
-        headers.append((b"host", f"localhost:{address[1]}".encode()))
+        headers.append((b"host", address.authority.encode()))
     request = h11.Request(method=scope["method"], target=target, headers=headers)
 
     first: dict[str, Any] | None = None

@@ -52,7 +52,7 @@ from ..rules.pages import Send
 from ..server import ws_limits as _ws_limits
 from ..settings import WS_APP_QUEUE_MESSAGES, WS_APP_RECEIVE_BYTES, WS_REFUSAL_BODY_MAX_BYTES
 from ..websocket_port import ClientPort, port_of
-from .eager_stream import EagerStream, open_eager_tcp_stream
+from .eager_stream import EagerStream, open_eager_stream
 from .gateway import Gateway
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ async def bridge(
     headers += passage.add
     target = passage.target
     host = _headers.get(scope["headers"], b"host")
-    host_str = host.decode("latin-1") if host else f"localhost:{address[1]}"
+    host_str = host.decode("latin-1") if host else address.authority
     resource = target.decode("latin-1")
     limit = gw.settings.ws_max_message_bytes
 
@@ -110,7 +110,7 @@ async def bridge(
     refused: _Refused | None = None
     try:
         with trio.fail_after(gw.settings.request_timeout_s):
-            stream = await open_eager_tcp_stream(*address)
+            stream = await open_eager_stream(address)
     except trio.TooSlowError:
         problem = (504, "the app did not accept the websocket connection in time")
     except OSError as exc:

@@ -8,7 +8,7 @@ survive, unlike in the reference, which decoded and re-quoted the path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 #: Paths under the prefix that trioproxy answers itself (not the app).
 OAUTH_CALLBACK = b"/oauth_callback"
@@ -50,9 +50,50 @@ class NotFound:
 Route = Forward | Redirect | Internal | NotFound
 
 
+#: What stays as it is in a path (and in a URL: ``?`` and ``#`` too); the rest is percent-encoded.
+_PATH_SAFE = "/@:!$&'()*+,;=-._~%"
+
+
 def prefix_bytes(prefix: str) -> bytes:
     """The prefix as it appears on the wire (already-escaped parts kept)."""
-    return quote(prefix, safe="/@:!$&'()*+,;=-._~%").encode("ascii")
+    return quote(prefix, safe=_PATH_SAFE).encode("ascii")
+
+
+def default_location(default_url: str, prefix: str) -> bytes:
+    """Where ``$JUPYTERHUB_DEFAULT_URL`` sends a GET of the bare prefix ('' or '/': nowhere, b"").
+
+    As in jupyterhub-singleuser, the value is a path in the server, joined under its
+    prefix: ``/lab`` and ``lab`` both become ``/user/alice/lab``; one that already
+    starts with the prefix is kept (never a double prefix). A query and a fragment
+    are kept; characters that may not stand in a URL are percent-encoded.
+
+    Raises:
+        ValueError: for a URL with a scheme or a host (``http://...``, ``//host/x``, ``\\\\host``).
+    """
+    raw = default_url.strip()
+    parts = urlsplit(raw)
+    if parts.scheme or raw.startswith("//") or raw.startswith("\\"):
+        raise ValueError(f"must be a path in the server (like /lab), not a URL: {raw[:80]!r}")
+    path = parts.path
+    if path.strip("/") == "":
+        return b""
+    if not path.startswith("/"):
+        raw = "/" + raw
+    wire = quote(raw, safe=_PATH_SAFE + "?#").encode("ascii")
+    p = prefix_bytes(prefix)
+    if p and (wire.startswith(p + b"/") or wire == p):
+        if wire.partition(b"#")[0].partition(b"?")[0].rstrip(b"/") == p:
+            return b""  # the prefix itself: it would redirect to itself
+        return wire
+    return p + wire
+
+
+def _with_query(location: bytes, query: bytes) -> bytes:
+    """``location`` with the request's query added (before a fragment; after a query of its own)."""
+    if not query:
+        return location
+    base, hash_, fragment = location.partition(b"#")
+    return base + (b"&" if b"?" in base else b"?") + query + hash_ + fragment
 
 
 @dataclass(frozen=True)
@@ -64,13 +105,19 @@ class Router:
     #: Forward the whole path, prefix included (--keep-prefix), for apps that
     #: serve under the prefix themselves.
     keep_prefix: bool = False
+    #: Where a GET of the bare prefix (with or without its slash) is redirected
+    #: (:func:`default_location`); b"": to the app's root, as any path.
+    default_url: bytes = b""
 
     @classmethod
-    def for_prefix(cls, prefix: str, internal: frozenset[bytes] | None = None, *, keep_prefix: bool = False) -> Router:
+    def for_prefix(
+        cls, prefix: str, internal: frozenset[bytes] | None = None, *, keep_prefix: bool = False,
+        default_url: bytes = b"",
+    ) -> Router:
         p = prefix_bytes(prefix)
-        return cls(p, frozenset({OAUTH_CALLBACK}) if internal is None else internal, keep_prefix)
+        return cls(p, frozenset({OAUTH_CALLBACK}) if internal is None else internal, keep_prefix, default_url)
 
-    def route(self, method: str, raw_path: bytes, query: bytes) -> Route:
+    def route(self, method: str, raw_path: bytes, query: bytes, *, websocket: bool = False) -> Route:
         if raw_path.startswith(OPS):
             return Internal(raw_path)
         prefix = self.prefix
@@ -79,6 +126,8 @@ class Router:
         qs = b"?" + query if query else b""
         if raw_path.startswith(prefix):
             rest = raw_path[len(prefix) :]
+            if rest in (b"", b"/") and self.default_url and method in ("GET", "HEAD") and not websocket:
+                return Redirect(302, _with_query(self.default_url, query))
             if rest.startswith(b"/"):
                 if rest in self.internal:
                     return Internal(rest)

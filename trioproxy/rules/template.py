@@ -1,4 +1,4 @@
-"""Command templates: ``{port}``, ``{base_url}``, ``{--}`` and friends.
+"""Command templates: ``{port}``, ``{unix_socket}``, ``{base_url}``, ``{--}`` and friends.
 
 Pure functions, no I/O. The semantics are jhsingle-native-proxy's (Python
 ``str.format`` on every argv word, so ``{{``/``}}`` are literal braces and
@@ -18,6 +18,7 @@ from ..errors import TemplateError as TemplateError  # raised here; defined with
 KEYS = frozenset(
     {
         "port",
+        "unix_socket",
         "base_url",
         "presentation_path",
         "presentation_dirname",
