@@ -15,6 +15,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
+from trioproxy.child.connection import TcpTarget
+
 from .conftest import app_cmd, proxy_settings, serve_proxy
 
 SAY = app_cmd("say_app.py")
@@ -34,8 +36,8 @@ async def _app_port(p) -> int:
     """The app's port (once it is ready: requests would wait for it anyway)."""
     await p.wait_ready()
     address = p.running.state.address
-    assert address is not None
-    return int(address[1])
+    assert isinstance(address, TcpTarget)
+    return address.port
 
 
 async def test_http_redirects_and_cookies_stay_under_the_prefix():
