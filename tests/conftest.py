@@ -266,3 +266,15 @@ def jump_clock() -> MockClock:
     nothing is in flight may lower ``autojump_threshold``. Time in such a test is
     ``trio.current_time()``, never ``time.monotonic()``."""
     return MockClock(rate=1.0, autojump_threshold=JUMP_IDLE_S)
+
+
+@pytest.fixture(scope="session")
+def hubs(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The session's real JupyterHubs (tests/hub.py ``SharedHubs``), started on first use."""
+    from .hub import SharedHubs  # here: tests/hub.py imports this module
+
+    pool = SharedHubs(tmp_path_factory.mktemp("hubs"))
+    try:
+        yield pool
+    finally:
+        pool.close()

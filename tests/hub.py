@@ -8,6 +8,10 @@ Two ways to get a Hub:
 
 * ``async with run_hub("6", tmp_path) as hub:`` inside a trio test (one Hub per test:
   1-3 s to start on this machine, 4.1 fastest; 0.3-1.5 s to stop, servers included);
+* ``hubs.get("6")`` (the session fixture ``hubs`` of tests/conftest.py, a :class:`SharedHubs`):
+  one Hub per version (and one per version with internal SSL) for the whole session, shared by
+  the test files; a module takes one with ``with shared_hub(hubs, version) as hub`` in a
+  module-scoped fixture, which resets it (servers stopped, shares revoked) at the module's end;
 * a sync, module-scoped pytest fixture, shared by the tests of a file
   (pytest-trio cannot run a module-scoped *async* fixture, but a sync one is fine)::
 
@@ -680,6 +684,22 @@ class HubProcess:
     def stop_all_servers_sync(self, timeout: float = 30) -> None:
         trio.run(self.stop_all_servers, timeout)
 
+    async def reset(self, timeout: float = 30) -> None:
+        """Back to the state a fresh Hub has for the tests: no server running and (JupyterHub 5+)
+        no share left, so a test file sharing this Hub with others sees nothing of theirs."""
+        with trio.fail_after(timeout):
+            await self.stop_all_servers(timeout)
+            if self.major < 5:
+                return
+            users = (await self.api("GET", "/users", params={"include_stopped_servers": "1"}, expect=200)).json()
+            for u in users:
+                for name in {"", *(u.get("servers") or {})}:
+                    owner = quote(u["name"], safe="")
+                    await self.api("DELETE", f"/shares/{owner}/{quote(name, safe='')}", expect=(200, 204, 404))
+
+    def reset_sync(self, timeout: float = 30) -> None:
+        trio.run(self.reset, timeout)
+
     async def server_pid(self, user: str, server_name: str = "") -> int | None:
         """The spawned process's pid from the spawner state (needs ``admin:server_state``)."""
         model = await self.server_model(user, server_name)
@@ -771,6 +791,41 @@ def hub_process(version: str = "6", tmp: Path | str | None = None, **kw: Any) ->
     """Sync form, for a module-scoped fixture."""
     with HubProcess(version, tmp, **kw) as hub:
         yield hub
+
+
+class SharedHubs:
+    """The session's Hubs, one per (version, internal_ssl), started on first use and kept until
+    the session ends (the ``hubs`` fixture of tests/conftest.py). A Hub takes 2-5 s to start and
+    about 1 s to stop; the test files that need nothing special of a Hub share these, and each
+    file leaves its Hub :meth:`HubProcess.reset` (``shared_hub`` below does it)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._hubs: dict[tuple[str, bool], HubProcess] = {}
+
+    def get(self, version: str, *, internal_ssl: bool = False) -> HubProcess:
+        key = (version, internal_ssl)
+        if key not in self._hubs:
+            where = self._root / f"hub{version}{'-ssl' if internal_ssl else ''}"
+            hub = HubProcess(version, where, internal_ssl=internal_ssl)
+            hub.start()
+            self._hubs[key] = hub
+        return self._hubs[key]
+
+    def close(self) -> None:
+        hubs, self._hubs = list(self._hubs.values()), {}
+        for hub in hubs:
+            hub.stop()
+
+
+@contextlib.contextmanager
+def shared_hub(hubs: SharedHubs, version: str, *, internal_ssl: bool = False) -> Iterator[HubProcess]:
+    """A module's use of a session Hub: reset at the end, so the next file finds it as new."""
+    hub = hubs.get(version, internal_ssl=internal_ssl)
+    try:
+        yield hub
+    finally:
+        hub.reset_sync()
 
 
 def alive(pid: int) -> bool:

@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from .browser import browse, needs_chromium
-from .hub import TRIOPROXY, HubProcess, hub_process, installed_versions, run_hub
+from .hub import TRIOPROXY, HubProcess, installed_versions, shared_hub
 from .test_recipes import home_with_apps, needs, recipe_words
 
 pytestmark = [pytest.mark.slow, pytest.mark.apps]
@@ -29,32 +29,33 @@ STREAMLIT = str(Path(sys.executable).parent / "streamlit")
 
 
 @needs_chromium
-async def test_chromium_logs_in_and_sees_streamlit_render(tmp_path):
+async def test_chromium_logs_in_and_sees_streamlit_render(hub, tmp_path):
     with trio.fail_after(150):
-        async with run_hub("6", tmp_path) as hub:
-            hub.set_server_cmd("alice", "", [
-                TRIOPROXY, "--ready-check-path", "/_stcore/health", "--ready-timeout", "60", "--",
-                STREAMLIT, "run", str(REAL / "streamlit_app.py"), "--server.port", "{port}",
-                "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            ], env={"HOME": str(REAL)})
-            await hub.start_server("alice")
-            shot = tmp_path / "streamlit.png"
-            out = await browse(
-                [
-                    {"goto": f"{hub.url}/hub/login?next=%2Fuser%2Falice%2F"},
-                    {"fill": "#username_input", "value": "alice"},
-                    {"fill": "#password_input", "value": "pw"},
-                    {"click": "#login_submit"},
-                    # Hub -> /user/alice/ -> Hub authorize -> /user/alice/oauth_callback -> the app.
-                    {"wait_url": "**/user/alice/", "timeout": 30},
-                    {"wait_function": "document.body.innerText.includes('hello from streamlit')", "timeout": 60},
-                    {"text": "h1"},
-                    {"cookies": True},
-                    {"screenshot": str(shot)},
-                ],
-                timeout=120,
-            )
-            log = hub.log
+        hub.set_server_cmd("alice", "", [
+            TRIOPROXY, "--ready-check-path", "/_stcore/health", "--ready-timeout", "60", "--",
+            STREAMLIT, "run", str(REAL / "streamlit_app.py"), "--server.port", "{port}",
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        ], env={"HOME": str(REAL)})
+        offset = hub.log_offset()
+        await hub.start_server("alice")
+        shot = tmp_path / "streamlit.png"
+        out = await browse(
+            [
+                {"goto": f"{hub.url}/hub/login?next=%2Fuser%2Falice%2F"},
+                {"fill": "#username_input", "value": "alice"},
+                {"fill": "#password_input", "value": "pw"},
+                {"click": "#login_submit"},
+                # Hub -> /user/alice/ -> Hub authorize -> /user/alice/oauth_callback -> the app.
+                {"wait_url": "**/user/alice/", "timeout": 30},
+                {"wait_function": "document.body.innerText.includes('hello from streamlit')", "timeout": 60},
+                {"text": "h1"},
+                {"cookies": True},
+                {"screenshot": str(shot)},
+            ],
+            timeout=120,
+        )
+        log = hub.log_since(offset, n=100_000)
+        await hub.stop_server("alice")
     assert out.get("error") is None, (out, log[-3000:])
     results = out["results"]
     assert "trioproxy streamlit test" in results[6]
@@ -67,10 +68,10 @@ async def test_chromium_logs_in_and_sees_streamlit_render(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def hub(hubs):
     if "6" not in installed_versions():
         pytest.skip("JupyterHub 6 or configurable-http-proxy not installed (make install-test)")
-    with hub_process("6", tmp_path_factory.mktemp("hub")) as h:
+    with shared_hub(hubs, "6") as h:
         yield h
 
 

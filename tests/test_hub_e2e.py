@@ -17,14 +17,20 @@ import trio
 import trio_websocket
 
 from .conftest import APPS, PY
-from .hub import TRIOPROXY, HubProcess, alive, hub_process, run_hub, version_params, wait_gone
+from .hub import TRIOPROXY, HubProcess, alive, shared_hub, version_params, wait_gone
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", params=version_params())
-def hub(request, tmp_path_factory):
-    with hub_process(request.param, tmp_path_factory.mktemp("hub")) as h:
+def hub(request, hubs):
+    with shared_hub(hubs, request.param) as h:
+        yield h
+
+
+@pytest.fixture(scope="module", params=version_params())
+def ssl_hub(request, hubs):
+    with shared_hub(hubs, request.param, internal_ssl=True) as h:
         yield h
 
 
@@ -276,27 +282,26 @@ async def test_server_counts_ready_only_when_the_app_is(hub):
         await hub.stop_server("alice")
 
 
-@pytest.mark.parametrize("version", version_params())
-async def test_internal_ssl_login_websocket_and_activity(version, tmp_path):
+async def test_internal_ssl_login_websocket_and_activity(ssl_hub):
+    hub = ssl_hub
     with trio.fail_after(150):
-        async with run_hub(version, tmp_path, internal_ssl=True) as hub:
-            server = await serve(hub, "alice", "--no-force-alive", "--last-activity-interval", "1")
-            assert (await hub.api("GET", "/users/alice", expect=200)).status_code == 200
-            before = await _last_activity(hub, "alice", "")
-            async with hub.client() as c:
-                # The Hub and CHP reach trioproxy over TLS with their client certificates;
-                # trioproxy reaches the Hub API with its own.
-                r = await hub.login(c, "alice", next_url="/user/alice/echo")
-                assert r.status_code == 200 and r.json()["raw_path"] == "/echo"
-                cookie = "; ".join(
-                    f"{ck.name}={ck.value}" for ck in c.cookies.jar if "/user/alice/".startswith(ck.path)
-                )
-            ws = server["full_url"].replace("http://", "ws://") + "ws"
-            async with trio_websocket.open_websocket_url(
-                ws, extra_headers=[("Cookie", cookie), ("Origin", hub.url)]
-            ) as conn:
-                await conn.send_message("hello?")
-                assert await conn.get_message() == "hello!"
-            while await _last_activity(hub, "alice", "") == before:
-                await trio.sleep(0.2)
-            await hub.stop_server("alice")
+        server = await serve(hub, "alice", "--no-force-alive", "--last-activity-interval", "1")
+        assert (await hub.api("GET", "/users/alice", expect=200)).status_code == 200
+        before = await _last_activity(hub, "alice", "")
+        async with hub.client() as c:
+            # The Hub and CHP reach trioproxy over TLS with their client certificates;
+            # trioproxy reaches the Hub API with its own.
+            r = await hub.login(c, "alice", next_url="/user/alice/echo")
+            assert r.status_code == 200 and r.json()["raw_path"] == "/echo"
+            cookie = "; ".join(
+                f"{ck.name}={ck.value}" for ck in c.cookies.jar if "/user/alice/".startswith(ck.path)
+            )
+        ws = server["full_url"].replace("http://", "ws://") + "ws"
+        async with trio_websocket.open_websocket_url(
+            ws, extra_headers=[("Cookie", cookie), ("Origin", hub.url)]
+        ) as conn:
+            await conn.send_message("hello?")
+            assert await conn.get_message() == "hello!"
+        while await _last_activity(hub, "alice", "") == before:
+            await trio.sleep(0.2)
+        await hub.stop_server("alice")

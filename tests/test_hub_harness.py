@@ -19,7 +19,17 @@ import pytest
 import trio
 
 from .browser import browse, needs_chromium
-from .hub import ADMIN_USER, HubProcess, alive, marked_pids, run_hub, version_params, wait_gone
+from .hub import (
+    ADMIN_USER,
+    HubProcess,
+    alive,
+    installed_versions,
+    marked_pids,
+    run_hub,
+    shared_hub,
+    version_params,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +37,24 @@ SINGLEUSER = Path(sys.executable).parent / "jupyterhub-singleuser"
 
 
 @pytest.fixture(scope="module", params=version_params())
-def hub(request, tmp_path_factory):
-    """One Hub per version for this module (a sync fixture: pytest-trio has no module-scoped
+def hub(request, hubs):
+    """The session's Hub of each version (a sync fixture: pytest-trio has no module-scoped
     async ones). Each test stops the servers it starts."""
-    with HubProcess(request.param, tmp_path_factory.mktemp(f"hub{request.param}")) as h:
+    with shared_hub(hubs, request.param) as h:
+        yield h
+
+
+@pytest.fixture(scope="module", params=version_params())
+def ssl_hub(request, hubs):
+    with shared_hub(hubs, request.param, internal_ssl=True) as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def hub6(hubs):
+    if "6" not in installed_versions():
+        pytest.skip("JupyterHub 6 or configurable-http-proxy not installed (make install-test)")
+    with shared_hub(hubs, "6") as h:
         yield h
 
 
@@ -168,72 +192,80 @@ async def test_reference_oauth_with_jupyterhub_singleuser(hub):
             await hub.stop_server("alice")
 
 
-@pytest.mark.parametrize("version", version_params())
-async def test_hub_internal_ssl(version, tmp_path):
+async def test_hub_internal_ssl(ssl_hub):
+    hub = ssl_hub
     with trio.fail_after(120):
-        async with run_hub(version, tmp_path, internal_ssl=True) as hub:
-            hub.set_server_cmd(
-                "bob", "", hub.trioproxy_cmd("--authtype", "none"), env={"TRIOPROXY_TEST_SERVER": "default"}
-            )
-            model = await hub.start_server("bob")
-            proxy_pid, app_pid = await _check_server(hub, "bob", "", model)
-            async with hub.client() as client:
-                env = (await client.get(f"{hub.url}/user/bob/pid")).json()["env"]
-            assert env["JUPYTERHUB_SERVICE_URL"].startswith("https://127.0.0.1:")
-            assert env["JUPYTERHUB_API_URL"].startswith("https://127.0.0.1:")
-            for name in ("JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_SSL_CERTFILE", "JUPYTERHUB_SSL_CLIENT_CA"):
-                assert env[name].startswith(str(hub.tmp)), (name, env[name])
-            # trioproxy serves TLS with the Hub's certificate and requires a client certificate.
-            service_url = env["JUPYTERHUB_SERVICE_URL"]
-            async with httpx.AsyncClient(verify=hub.ssl_context(), trust_env=False, timeout=10) as direct:
-                r = await direct.get(service_url + "echo")
-                assert r.status_code == 200 and r.json()["raw_path"] == "/echo"
-            async with httpx.AsyncClient(
-                verify=hub.ssl_context(client_cert=False), trust_env=False, timeout=10
-            ) as direct:
-                with pytest.raises(httpx.HTTPError):
-                    await direct.get(service_url + "echo")
-            async with httpx.AsyncClient(trust_env=False, timeout=10) as direct:
-                with pytest.raises(httpx.HTTPError):
-                    await direct.get(service_url.replace("https:", "http:") + "echo")
-            await hub.stop_server("bob")
-            await wait_gone([proxy_pid, app_pid])
-            # Stopping the Hub with a server running leaves nothing of ours behind.
+        hub.set_server_cmd(
+            "bob", "", hub.trioproxy_cmd("--authtype", "none"), env={"TRIOPROXY_TEST_SERVER": "default"}
+        )
+        model = await hub.start_server("bob")
+        proxy_pid, app_pid = await _check_server(hub, "bob", "", model)
+        async with hub.client() as client:
+            env = (await client.get(f"{hub.url}/user/bob/pid")).json()["env"]
+        assert env["JUPYTERHUB_SERVICE_URL"].startswith("https://127.0.0.1:")
+        assert env["JUPYTERHUB_API_URL"].startswith("https://127.0.0.1:")
+        for name in ("JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_SSL_CERTFILE", "JUPYTERHUB_SSL_CLIENT_CA"):
+            assert env[name].startswith(str(hub.tmp)), (name, env[name])
+        # trioproxy serves TLS with the Hub's certificate and requires a client certificate.
+        service_url = env["JUPYTERHUB_SERVICE_URL"]
+        async with httpx.AsyncClient(verify=hub.ssl_context(), trust_env=False, timeout=10) as direct:
+            r = await direct.get(service_url + "echo")
+            assert r.status_code == 200 and r.json()["raw_path"] == "/echo"
+        async with httpx.AsyncClient(
+            verify=hub.ssl_context(client_cert=False), trust_env=False, timeout=10
+        ) as direct:
+            with pytest.raises(httpx.HTTPError):
+                await direct.get(service_url + "echo")
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as direct:
+            with pytest.raises(httpx.HTTPError):
+                await direct.get(service_url.replace("https:", "http:") + "echo")
+        await hub.stop_server("bob")
+        await wait_gone([proxy_pid, app_pid])
+
+
+async def test_stopping_the_hub_with_a_server_running_leaves_nothing_behind(tmp_path):
+    """The harness's own teardown (a Hub of this test's own: the shared ones stop at the end of
+    the session). It is the same for every version: SIGTERM, then the marker finds what is left."""
+    if "6" not in installed_versions():
+        pytest.skip("JupyterHub 6 or configurable-http-proxy not installed (make install-test)")
+    with trio.fail_after(120):
+        async with run_hub("6", tmp_path) as hub:
             hub.set_server_cmd(
                 "bob", "", hub.trioproxy_cmd("--authtype", "none"), env={"TRIOPROXY_TEST_SERVER": "default"}
             )
             await hub.start_server("bob")
             left = [await hub.server_pid("bob")]
+            assert left != [None] and all(alive(p) for p in left)
             token = hub.token
         assert not any(alive(p) for p in left)
         assert marked_pids(token) == []
 
 
 @needs_chromium
-async def test_browser_logs_in_and_renders_app(tmp_path):
+async def test_browser_logs_in_and_renders_app(hub6, tmp_path):
+    hub = hub6
     with trio.fail_after(120):
-        async with run_hub("6", tmp_path) as hub:
-            hub.set_server_cmd(
-                "dave", "", hub.trioproxy_cmd("--authtype", "none"), env={"TRIOPROXY_TEST_SERVER": "default"}
-            )
-            await hub.start_server("dave")
-            shot = tmp_path / "home.png"
-            out = await browse(
-                [
-                    {"goto": f"{hub.url}/hub/login?next=%2Fhub%2Fhome"},
-                    {"fill": "#username_input", "value": "dave"},
-                    {"fill": "#password_input", "value": "pw"},
-                    {"click": "#login_submit"},
-                    {"wait_url": "**/hub/home"},
-                    {"text": "#start"},
-                    {"cookies": True},
-                    {"screenshot": str(shot)},
-                    # The app through CHP and trioproxy (auth none): JSON rendered as text.
-                    {"goto": f"{hub.url}/user/dave/echo?from=browser"},
-                    {"eval": "JSON.parse(document.body.innerText).query_string"},
-                ],
-                timeout=90,
-            )
+        hub.set_server_cmd(
+            "dave", "", hub.trioproxy_cmd("--authtype", "none"), env={"TRIOPROXY_TEST_SERVER": "default"}
+        )
+        await hub.start_server("dave")
+        shot = tmp_path / "home.png"
+        out = await browse(
+            [
+                {"goto": f"{hub.url}/hub/login?next=%2Fhub%2Fhome"},
+                {"fill": "#username_input", "value": "dave"},
+                {"fill": "#password_input", "value": "pw"},
+                {"click": "#login_submit"},
+                {"wait_url": "**/hub/home"},
+                {"text": "#start"},
+                {"cookies": True},
+                {"screenshot": str(shot)},
+                # The app through CHP and trioproxy (auth none): JSON rendered as text.
+                {"goto": f"{hub.url}/user/dave/echo?from=browser"},
+                {"eval": "JSON.parse(document.body.innerText).query_string"},
+            ],
+            timeout=90,
+        )
     results = out["results"]
     assert "My Server" in results[5]
     assert {c["name"] for c in results[6]} >= {"jupyterhub-hub-login", "jupyterhub-session-id"}

@@ -25,14 +25,14 @@ import pytest
 import trio
 import trio_websocket
 
-from .hub import HubProcess, hub_process, version_params
+from .hub import HubProcess, shared_hub, version_params
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", params=version_params(("5", "6")))
-def hub(request, tmp_path_factory):
-    with hub_process(request.param, tmp_path_factory.mktemp("hub")) as h:
+def hub(request, hubs):
+    with shared_hub(hubs, request.param) as h:
         yield h
 
 
