@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from .browser import browse, needs_chromium
-from .hub import TRIOPROXY, hub_process, installed_versions
+from .hub import TRIOPROXY, installed_versions, shared_hub
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 
@@ -29,10 +29,10 @@ PREFIX = f"/user/alice/{SERVER}/"
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def hub(hubs):
     if "6" not in installed_versions():
         pytest.skip("JupyterHub 6 or configurable-http-proxy not installed (make install-test)")
-    with hub_process("6", tmp_path_factory.mktemp("hub")) as h:
+    with shared_hub(hubs, "6") as h:
         yield h
 
 
