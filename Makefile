@@ -68,8 +68,12 @@ demo: install
 	JUPYTERHUB_SERVICE_PREFIX=$(DEMO_PREFIX) $(VENV)/bin/trioproxy --authtype none --ip 127.0.0.1 --port $(DEMO_PORT) \
 		-- $(PY) -m trioproxy.demo --port {port}
 
+# The test files run on TEST_WORKERS processes (pytest-xdist, one file per worker at a time, so
+# a file's shared fixtures stay shared): most tests wait on real processes, not on the CPU.
+TEST_WORKERS ?= 2
+
 test: install-test lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Types (mypy --strict, as configured in pyproject.toml) and lint (ruff): part of make test.
 lint: install-test
