@@ -35,7 +35,7 @@ SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "0") or 0)
 LONG = SOAK_SECONDS > 0
 N_WS = 1000 if LONG else 300
 N_STREAMS = 100 if LONG else 30
-LOAD_S = SOAK_SECONDS if LONG else 20.0
+LOAD_S = SOAK_SECONDS if LONG else 12.0
 WARMUP_S = 15.0 if LONG else 4.0
 #: Each websocket sends a message every this many seconds (staggered): ~100 messages/s in all.
 WS_INTERVAL_S = 10.0 if LONG else 3.0
@@ -43,9 +43,11 @@ WS_INTERVAL_S = 10.0 if LONG else 3.0
 REQ_CLIENTS = 4
 REQ_INTERVAL_S = 0.2
 SSE_INTERVAL_S = 1.0
-SHUTDOWN_TIMEOUT_S = 0.8
-#: Websockets must all see 1001 within this long after SIGTERM: before the drain deadline
-#: (--shutdown-timeout 0.8 s). The ~100 ms figure for a few websockets is test_shutdown's;
+#: The drain: the request in flight at SIGTERM needs 0.3 s more. 0.8 s (the default) was too
+#: tight for a proxy under this load sharing 2 cores with another test worker (`make test`
+#: runs two): the request was cut at the deadline, which is right, but not what this test asks.
+SHUTDOWN_TIMEOUT_S = 2.0
+#: Websockets must all see 1001 within this long after SIGTERM: well before the drain deadline. The ~100 ms figure for a few websockets is test_shutdown's;
 #: here hundreds of closes are timed from one busy test process, so the figure is reported.
 CLOSE_WITHIN_S = 0.8
 #: Growth allowed between the end of the warm-up and the end of the load.
