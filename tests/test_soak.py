@@ -6,7 +6,7 @@ warm-up and the end of the load; and on SIGTERM the shutdown guarantees of the c
 (listeners closed at once, 1001 to every websocket within ~100 ms, event streams ended cleanly,
 in-flight requests drained until --shutdown-timeout, the app's group killed, exit 0).
 
-Quick form (the default, in ``make test``): 300 websockets, 30 streams, ~20 s of load.
+Quick form (the default, in ``make test``): 300 websockets, 30 streams, ~12 s of load.
 Long form (``make soak``, ``SOAK_SECONDS=180``): 1,000 websockets, 100 streams, SOAK_SECONDS of load.
 The figures are printed at the end (``pytest -s``).
 
