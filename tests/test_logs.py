@@ -219,3 +219,14 @@ async def test_debug_tells_a_pooled_connection_from_a_new_one():
                     assert (await c.get(proxy.url + "/status/200")).status_code == 200
     assert "GET /user/test/status/200: a new connection to the app" in proxy.log
     assert "GET /user/test/status/200: a pooled connection to the app" in proxy.log
+
+
+async def test_debug_tells_a_retry_on_a_fresh_connection():
+    with trio.fail_after(30):
+        async with serve_proxy(["--debug", *app_cmd("sloppy_app.py")]) as proxy:
+            await proxy.wait_ready()
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as c:
+                assert (await c.get(proxy.url + "/warm")).status_code == 200
+                assert (await c.get(proxy.url + "/hangup-reused")).status_code == 200
+    assert ("GET /user/test/hangup-reused: the pooled connection was closed by the app before an answer: "
+            "sent again on a new one") in proxy.log
