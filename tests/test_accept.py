@@ -45,7 +45,7 @@ async def test_near_the_limit_new_connections_get_a_503_and_one_warning(caplog):
         await stream.aclose()
 
     sock = listening()
-    caplog.set_level(logging.WARNING, "trioproxy.server.accept")
+    caplog.set_level(logging.WARNING, "trioproxy.server")
     with trio.fail_after(10), Acceptor(settings(fd_headroom=10**9), None) as acceptor:  # every fd is "near"
         async with trio.open_nursery() as n:
             n.start_soon(acceptor.serve, sock, handle, n)
@@ -57,7 +57,7 @@ async def test_near_the_limit_new_connections_get_a_503_and_one_warning(caplog):
             n.cancel_scope.cancel()
     sock.close()
     assert handled == []
-    warnings = [r for r in caplog.records if r.name == "trioproxy.server.accept"]
+    warnings = [r for r in caplog.records if r.name == "trioproxy.server"]
     assert len(warnings) == 1 and "open-file limit" in warnings[0].getMessage()
 
 

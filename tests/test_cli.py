@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import click
 import httpx
 import trio
 
@@ -30,7 +31,63 @@ def test_help_names_options_and_environment():
         assert word in r.stdout, word
 
 
-def test_unknown_option_and_bad_template_exit_2_before_starting():
+def test_help_in_sections_with_every_option_in_one():
+    from trioproxy import cli as _cli
+
+    r = cli("--help")
+    assert r.returncode == 0
+    titles = [title for title, _ in _cli.SECTIONS]
+    at = [r.stdout.index(title + ":\n") for title in titles]
+    assert at == sorted(at)  # each section, in order
+    assert "More options" not in r.stdout
+    names = [name for _, names in _cli.SECTIONS for name in names]
+    assert len(names) == len(set(names))
+    assert {p.name for p in _cli._command.params if isinstance(p, click.Option)} | {"help"} == set(names)
+    reference = r.stdout[at[0]:at[1]]
+    for option in ("--destport", "--ready-timeout", "--aiohttp-request-timeout", "--conda-env", "--debug"):
+        assert option in reference, option
+    assert "--keep-prefix" not in reference and "--shutdown-timeout" not in reference
+    for option in ("--app-stderr-level", "--access-log", "--log-format", "--metrics-public", "--keep-prefix"):
+        assert option in r.stdout, option
+
+
+def test_doctor_has_its_own_help():
+    for args in (("doctor", "--help"), ("doctor", "-h"), ("doctor", "--authtype", "none", "--help")):
+        r = cli(*args)
+        assert r.returncode == 0 and r.stdout.startswith("Usage: trioproxy doctor"), args
+        assert "FAIL" in r.stdout and "--ready-check-path" not in r.stdout
+    r = cli("--help")  # the main help still names doctor
+    assert r.stdout.startswith("Usage: trioproxy [OPTIONS] COMMAND...") and "trioproxy doctor" in r.stdout
+
+
+def test_a_misspelt_substitution_is_named_with_a_suggestion():
+    r = cli("--authtype", "none", "--", "python3", "-m", "http.server", "{prot}")
+    assert r.returncode == 2 and "{prot}" in r.stderr and "did you mean {port}?" in r.stderr
+
+
+def test_a_missing_executable_exits_2_at_once(tmp_path):
+    plain = tmp_path / "plain.sh"
+    plain.write_text("#!/bin/sh\n")
+    for program, why in (("no-such-program-trioproxy", "'no-such-program-trioproxy' was not found on PATH"),
+                         ("./no-such-script", "'./no-such-script' was not found"),
+                         (str(plain), "is not executable")):
+        r = cli("--authtype", "none", "--", program, "{port}", timeout=10)
+        assert r.returncode == 2 and why in r.stderr, (program, r.stderr)
+        assert "Traceback" not in r.stderr and "listening" not in r.stderr
+
+
+async def test_a_command_found_missing_only_when_started_fails_at_once_with_2(tmp_path):
+    """A first word known only once rendered (or, likewise, after --repo/--conda-env's bootstrap):
+    the first start fails and trioproxy gives up at once, exit code 2, without restarts."""
+    missing = tmp_path / "not-here"
+    with trio.fail_after(20):
+        async with run_proxy(["--presentation-path", str(missing), "--", "{presentation_path}", "{port}"],
+                             wait_listening=False) as p:
+            code = await p.proc.wait()
+    assert code == 2, p.log
+    assert f"giving up: the command {str(missing)!r} was not found" in p.log
+    assert "restarting the app" not in p.log and p.log.count("starting the app") == 1
+
     r = cli("--bogus", "python3", "-m", "http.server")
     assert r.returncode == 2 and "--bogus" in r.stderr
     r = cli("--authtype", "none", "--", "python3", "-c", "open('/tmp/should-not-run','w')", "{nope}")

@@ -34,3 +34,18 @@ def test_unix_socket_is_a_key():
     assert _template.render(["--bind", "unix:{unix_socket}"], {"unix_socket": "/run/x/app.sock"}) == [
         "--bind", "unix:/run/x/app.sock",
     ]
+
+
+@pytest.mark.parametrize(("word", "meant"), [("{prot}", "port"), ("{Port}", "port"), ("--x={base-url}", "base_url"),
+                                             ("{unix_sock}", "unix_socket"), ("{origin}", "origin_host"),
+                                             ("{ports.real}", "port")])
+def test_a_misspelt_key_gets_a_suggestion(word, meant):
+    with pytest.raises(_template.TemplateError) as info:
+        _template.check(["app", word])
+    assert f"(did you mean {{{meant}}}?)" in str(info.value) and repr(word) in str(info.value)
+
+
+def test_no_suggestion_for_a_word_nothing_like_a_key():
+    with pytest.raises(_template.TemplateError) as info:
+        _template.check(["app", "{xyzzy}"])
+    assert "did you mean" not in str(info.value) and "known: " in str(info.value)

@@ -5,12 +5,26 @@ jhsingle-native-proxy 0.8.3 (a click CLI too), so a deployment switches by
 changing the command's name. Options may be interspersed with the command's
 words; after a literal ``--`` everything belongs to the command; ``{--}`` and
 ``{-}`` smuggle dashes past the parser.
+
+Logging is set up here: one handler on stderr, text or JSON (``--log-format``).
+Logger names are public, one per part of trioproxy, so an operator can filter
+on them (a module logs on its package's name, never its own path):
+``trioproxy.app`` (the app's output lines, ``[stdout]``/``[stderr]``),
+``trioproxy.git`` and ``trioproxy.conda`` (the bootstrap's output),
+``trioproxy.access`` (``--access-log``), ``trioproxy.child`` (the app's
+process: start, ready, exit, restarts), ``trioproxy.proxy`` (routing and
+forwarding), ``trioproxy.auth`` (logins), ``trioproxy.hub`` (the Hub's API,
+activity), ``trioproxy.server`` (listening, connections),
+``trioproxy.hypercorn`` (hypercorn's own errors), ``trioproxy.ops`` (the
+owner's pages and endpoints) and ``trioproxy.run`` (start-up, shutdown).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -20,7 +34,7 @@ import click
 from . import settings as _settings
 from ._version import __version__
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.run")
 
 EPILOG = """\b
 Command templates (in any COMMAND word): {port} {unix_socket} {base_url} {presentation_path}
@@ -47,7 +61,51 @@ def _opt(*decls: str, **kw: Any) -> Callable[[_Decorated], _Decorated]:
     return decorator
 
 
+#: ``--help``'s sections: a title and the options in it (by parameter name), in order.
+#: Every option is in one (``tests/test_cli.py`` checks it).
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("jhsingle-native-proxy's options (same names, same defaults)", (
+        "port", "destport", "ip", "presentation_path", "debug", "logs", "authtype", "request_timeout",
+        "last_activity_interval", "force_alive", "ready_check_path", "ready_timeout", "repo", "repobranch",
+        "repofolder", "conda_env", "allow_root", "notebookapp_allow_origin", "forward_user_info",
+        "query_user_info", "progressive", "websocket_max_message_size", "aiohttp_no_ssl_connector",
+        "aiohttp_request_timeout",
+    )),
+    ("JupyterHub", (
+        "hub_ready_timeout", "auth_cache_ttl", "cookie_secret_file", "pass_api_token", "public_controls",
+    )),
+    ("The app's answers (paths, redirects, cookies)", (
+        "keep_prefix", "redirect_rewrite", "cookie_rewrite", "keep_cookie_domain",
+    )),
+    ("Logging", ("log_format", "app_stderr_level", "access_log")),
+    ("Operations", ("metrics_public",)),
+    ("Restarts and shutdown", ("max_restarts", "shutdown_timeout")),
+    ("Other", ("version", "help")),
+)
+
+
+class _Sectioned(click.Command):
+    """A click command whose ``--help`` lists its options in :data:`SECTIONS`."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        records = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None  # COMMAND: in Usage
+            if record is not None and param.name:
+                # click names its own --help option "_click_default_help" (8.2+), "help" before.
+                records["help" if "--help" in param.opts else param.name] = record
+        for title, names in SECTIONS:
+            rows = [records.pop(name) for name in names if name in records]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+        if records:  # an option missing from SECTIONS is still shown
+            with formatter.section("More options"):
+                formatter.write_dl(list(records.values()))
+
+
 @click.command(
+    cls=_Sectioned,
     name="trioproxy",
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -62,9 +120,12 @@ def _opt(*decls: str, **kw: Any) -> Callable[[_Decorated], _Decorated]:
       help="Address to listen on. Default: the host of $JUPYTERHUB_SERVICE_URL; empty means every interface.")
 @_opt("--presentation-path", "--presentation_path", "presentation_path", type=str, default="",
       help="Sets {presentation_path} (made absolute), {presentation_dirname} and {presentation_basename}.")
-@_opt("--debug/--no-debug", default=False, help="Debug logging (trioproxy and the app's lines).")
+@_opt("--debug/--no-debug", default=False,
+      help="Debug logging: trioproxy's decisions per request (routing, login, pooled or new connection to the "
+           "app, retries, rewritten headers); never a token or a cookie's value.")
 @_opt("--logs/--no-logs", default=True, show_default=True,
-      help="Pass the app's stdout (info) and stderr (warning) lines to the log.")
+      help="Pass the app's stdout and stderr lines to the log (logger trioproxy.app, tagged [stdout]/[stderr]; "
+           "levels: info, and --app-stderr-level).")
 @_opt("--authtype", type=click.Choice(["oauth", "none"]), default="oauth", show_default=True,
       help="oauth: JupyterHub login; a token gets in when its scopes grant this server "
            "($JUPYTERHUB_OAUTH_ACCESS_SCOPES: the owner, roles, servers shared on the Hub); members of "
@@ -162,6 +223,14 @@ def _opt(*decls: str, **kw: Any) -> Callable[[_Decorated], _Decorated]:
 @_opt("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
       help="text: one readable line per event, the app's lines tagged [stdout]/[stderr]. "
            "json: one JSON object per line (time, level, logger, message; stream for the app's lines).")
+@_opt("--app-stderr-level", type=click.Choice(list(_settings.APP_STDERR_LEVELS)),
+      default=_settings.DEFAULT_APP_STDERR_LEVEL, show_default=True,
+      help="Log level of the app's stderr lines (its stdout lines are info): most frameworks (uvicorn, "
+           "Streamlit, Tornado) write their normal output to stderr. error: jhsingle-native-proxy's choice.")
+@_opt("--access-log/--no-access-log", default=False, show_default=True,
+      help="One line per request on the logger trioproxy.access, when its answer ends (a websocket: when it "
+           "closes, with its messages each way): client, user, request line (token= values hidden), status, "
+           "bytes, seconds. The common log format; with --log-format json, JSON fields.")
 @click.version_option(__version__, "--version", prog_name="trioproxy")
 def _command(**options: Any) -> dict[str, Any]:
     """Run COMMAND (a web app that listens on {port}) and serve it under $JUPYTERHUB_SERVICE_PREFIX,
@@ -194,7 +263,14 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], cwd: str | None = Non
 
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: time (UTC, ISO 8601), level, logger, message; the app's
-    lines are logged by ``trioproxy.app`` with their stream in ``stream``."""
+    lines are logged by ``trioproxy.app`` with their stream in ``stream``; an access line
+    (``trioproxy.access``) has its fields too. ``user`` and ``server`` (the Hub's
+    ``JUPYTERHUB_USER`` and ``JUPYTERHUB_SERVER_NAME``, from the settings) are in every
+    line when set, so a log shared by several servers can be split."""
+
+    def __init__(self, user: str = "", server: str = "") -> None:
+        super().__init__()
+        self.who = {k: v for k, v in (("user", user), ("server", server)) if v}
 
     def format(self, record: logging.LogRecord) -> str:
         import datetime  # noqa: PLC0415 (only with the JSON log format)
@@ -206,24 +282,39 @@ class JSONFormatter(logging.Formatter):
             ).replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            **self.who,
         }
         if record.name == "trioproxy.app" and isinstance(record.args, tuple) and len(record.args) == 2:
             entry["stream"], entry["message"] = record.args
         else:
             entry["message"] = record.getMessage()
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            # The request's own user under its own key: "user" is the server's owner.
+            entry.update({("remote_user" if k == "user" else k): v for k, v in access.items()})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
-def _configure_logging(debug: bool, log_format: str = "text") -> None:
+def text_format(user: str = "", server: str = "") -> str:
+    """The text log's line format: ``[I 2026-12-02 12:00:01.234 trioproxy.app alice/dash] message``.
+
+    ``user/server`` (or ``user`` for the default server) only under a Hub: in the
+    Hub's own log (a local Spawner) every server's lines meet, and this is all it
+    takes to tell them apart; a standalone run has no tag.
+    """
+    who = user + ("/" + server if server else "") if user else ""
+    tag = (" " + who.replace("%", "%%")) if who else ""
+    return "[%(levelname).1s %(asctime)s.%(msecs)03d %(name)s" + tag + "] %(message)s"
+
+
+def _configure_logging(debug: bool, log_format: str = "text", user: str = "", server: str = "") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
-        handler.setFormatter(JSONFormatter())
+        handler.setFormatter(JSONFormatter(user, server))
     else:
-        handler.setFormatter(
-            logging.Formatter("[%(levelname).1s %(asctime)s.%(msecs)03d %(name)s] %(message)s", "%Y-%m-%d %H:%M:%S")
-        )
+        handler.setFormatter(logging.Formatter(text_format(user, server), "%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -232,6 +323,49 @@ def _configure_logging(debug: bool, log_format: str = "text") -> None:
     # Library chatter (httpx logs every Hub API call) stays out even with --debug.
     for noisy in ("trio-websocket", "hpack", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def command_problem(child: _settings.ChildSettings, cwd: str | None = None) -> str:
+    """Why the app's command cannot run, checked before anything starts; '' if it can (or
+    cannot be known yet: with --repo or --conda-env the command may only exist after the
+    bootstrap, and a first word with a substitution is known only once rendered; the
+    supervisor then fails at once, exit 2, if it cannot be run)."""
+    from .child.commands import not_startable  # noqa: PLC0415 (trio and the reaper: not for --help)
+
+    program = child.command[0]
+    if child.repo or child.conda_env or "{" in program:
+        return ""
+    path = child.env.get("PATH", os.defpath)
+    if shutil.which(program, path=path) is not None:
+        return ""
+    if "/" in program:
+        full = os.path.join(cwd or os.getcwd(), program)
+        error = errno.ENOENT if not os.path.exists(full) else errno.EACCES
+    else:
+        error = errno.ENOENT
+    return not_startable(program, OSError(error, os.strerror(error)), cwd)
+
+
+DOCTOR_HELP = """\
+Usage: trioproxy doctor [OPTIONS] [-- COMMAND...]
+
+  Check the JupyterHub environment this server runs in, and say what to fix:
+  the variables a Spawner sets (JUPYTERHUB_API_TOKEN, JUPYTERHUB_API_URL,
+  JUPYTERHUB_SERVICE_PREFIX, ...), the API token and its scopes (asking the
+  Hub), the TLS files of internal SSL, the address to listen on, proxy
+  variables that would catch the Hub's address, trioproxy's dependencies.
+  Each check prints one line: ok, warn (works, probably not as intended) or
+  FAIL with how to fix it. Exit code 1 when a check fails, else 0.
+
+  Run it where the server runs, with the Spawner's environment, e.g.
+  kubectl exec POD -- trioproxy doctor --authtype oauth
+
+Options:
+  The options of trioproxy (trioproxy --help) with the values the server is
+  started with: the checks follow them (--authtype, --port, --ip, --repo, ...).
+  The app's COMMAND is optional and is not run.
+  -h, --help  Show this message and exit.
+"""
 
 
 #: prctl option number (linux/prctl.h).
@@ -267,6 +401,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     doctor = bool(args) and args[0] == "doctor"
+    if doctor and {"-h", "--help"} & set(args[1 : args.index("--") if "--" in args else None]):
+        click.echo(DOCTOR_HELP, nl=False)
+        sys.exit(0)
     if doctor:
         # `trioproxy doctor [OPTIONS]`: the same options; the app's command is optional.
         args = args[1:] if "--" in args[1:] else [*args[1:], "--", "true"]
@@ -277,7 +414,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    _configure_logging(settings.debug, settings.log_format)
+    if not doctor:
+        problem = command_problem(settings.child)
+        if problem:
+            click.echo(f"Error: {problem}", err=True)
+            sys.exit(click.UsageError.exit_code)
+    _configure_logging(settings.debug, settings.log_format, settings.hub.user, settings.hub.server_name)
     not_dumpable()
     if doctor:
         from .ops import doctor as _doctor  # noqa: PLC0415 (only for --doctor)

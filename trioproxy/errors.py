@@ -58,7 +58,15 @@ class ServerError(TrioproxyError):
 
 
 class AppFailed(TrioproxyError):
-    """The app failed to start or kept crashing; trioproxy should exit non-zero."""
+    """The app failed to start or kept crashing; trioproxy should exit non-zero.
+
+    ``exit_code``: 1 (the app failed), or 2 when its command cannot be run at all
+    (not found, not executable): a usage error, as for a bad option.
+    """
+
+    def __init__(self, reason: str, *, exit_code: int = 1) -> None:
+        super().__init__(reason)
+        self.exit_code = exit_code
 
 
 class BootstrapError(TrioproxyError):

@@ -50,7 +50,7 @@ from .server.serve import Listening, serve
 from .settings import WEB_WARM_DELAY_S, AuthType, Settings
 from .shutdown import Shutdown
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.run")
 
 #: What serving needs beyond this module's imports, loaded by :func:`_preload` while the app
 #: starts: the front (websockets: trio-websocket), the OAuth flow (authlib, cryptography) and
@@ -323,6 +323,7 @@ def _make_front(
         hold_probe_s=settings.hub.ready_timeout_s,
         metrics_login=lambda scope: _wants_metrics_login(settings, scope),
         max_header_bytes=settings.server.max_header_bytes,
+        access_log=settings.access_log,
     )
     return front, web
 
@@ -370,7 +371,7 @@ async def _supervise(
         await supervisor.run(task_status=task_status)
     except AppFailed as exc:
         logger.error("giving up: %s", exc)
-        shutdown.request(str(exc), exit_code=EXIT_APP_FAILED, budget_s=budget)
+        shutdown.request(str(exc), exit_code=exc.exit_code or EXIT_APP_FAILED, budget_s=budget)
     finally:
         done.set()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 import urllib.parse
 from collections.abc import Mapping
@@ -77,6 +78,11 @@ ACTIVITY_BACKOFF_MAX_S = 60.0
 LOG_TAIL_LINES = 40
 #: Longest app log line passed on; the rest is cut with a mark.
 LOG_LINE_MAX_BYTES = 8192
+#: Levels the app's stderr lines may be logged at (--app-stderr-level). Info by default:
+#: uvicorn, Streamlit, Tornado and most frameworks write their normal output there;
+#: "error" is the reference's (jhsingle-native-proxy logged every stderr line as an error).
+APP_STDERR_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+DEFAULT_APP_STDERR_LEVEL = "info"
 #: Idle keep-alive connections to the app kept in the pool.
 UPSTREAM_POOL_IDLE_MAX = 256
 #: Hypercorn's limit on request headers, in bytes (its 16 KiB default is too
@@ -364,6 +370,8 @@ class ChildSettings:
     #: Where {unix_socket}'s private directory is made.
     socket_dir_parent: str = "/tmp"
     found_port_probe_s: float = FOUND_PORT_PROBE_S
+    #: The level of the app's stderr lines (--app-stderr-level); its stdout is always info.
+    stderr_level: int = APP_STDERR_LEVELS[DEFAULT_APP_STDERR_LEVEL]
 
     @property
     def lazy(self) -> bool:
@@ -518,6 +526,8 @@ class Settings:
     activity: ActivitySettings
     debug: bool
     log_format: str = "text"
+    #: One line per request on ``trioproxy.access`` (--access-log), in the log's format.
+    access_log: bool = False
 
 
 # --- pure helpers ---------------------------------------------------------------
@@ -723,6 +733,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         conda_exe=env.get("CONDA_EXE", "") or "conda",
         reach=reach,
         socket_dir_parent=_socket_dir_parent(env),
+        stderr_level=APP_STDERR_LEVELS[options.get("app_stderr_level") or DEFAULT_APP_STDERR_LEVEL],
     )
     proxy = ProxySettings(
         prefix=prefix,
@@ -808,4 +819,5 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], cwd: str | Non
         activity=activity,
         debug=bool(options["debug"]),
         log_format=options.get("log_format") or "text",
+        access_log=bool(options.get("access_log", False)),
     )

@@ -74,7 +74,7 @@ from .passage import (
     split_target,
 )
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.auth")
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -190,6 +190,8 @@ class HubOAuth:
                 await self._deny(scope, send, model)
                 return None
             kept = [(n, v) for n, v in headers if n != b"authorization"] if source == "header" else headers
+            logger.debug("admitted %s %s with a token in the %s (%s)", model.get("kind") or "user",
+                         model.get("name"), "Authorization header" if source == "header" else "URL", _where(scope))
             return self._passage(kept, target, model, source, token)
 
         clear: Headers = []
@@ -202,6 +204,7 @@ class HubOAuth:
                 if model is False:
                     return None
             if model is None:
+                logger.debug("the login cookie is no longer valid: cleared (%s)", _where(scope))
                 policy = self._policy(headers, scope.get("scheme", "http"))
                 clear.append((b"set-cookie", _cookies.clear_cookie(self.cookie_name, policy)))
             else:
@@ -217,13 +220,17 @@ class HubOAuth:
                     await self._deny(scope, send, model)
                     return None
                 assert token is not None
+                logger.debug("admitted %s %s with the login cookie (%s)", model.get("kind") or "user",
+                             model.get("name"), _where(scope))
                 return self._passage(headers, target, model, "cookie", token)
 
         if self._is_navigation(scope, headers, method):
+            logger.debug("not logged in: a browser, sent to the Hub to log in (%s)", _where(scope))
             location, cookies = self._start_login(scope, headers)
             await _pages.respond(scope, send, 302, _pages.redirect_body(location),
                                  [(b"location", location), *clear, *cookies])
             return None
+        logger.debug("not logged in and not a browser's navigation: 403 (%s)", _where(scope))
         await self._page(scope, send, 403, "403: Login required",
                          ["This server needs a JupyterHub login. Open it in a browser to log in, "
                           "or send an API token in an 'Authorization: token ...' header."], extra=clear)

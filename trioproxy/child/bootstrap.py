@@ -32,7 +32,7 @@ from . import gitrepo as _gitrepo
 from .commands import Progress, Runner
 from .output import LogTail
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.child")
 
 
 

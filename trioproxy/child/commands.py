@@ -16,7 +16,9 @@ orphans never takes their exit status, however fast they exit.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import shlex
 import signal
 import subprocess
@@ -38,8 +40,27 @@ from . import reaper as _reaper
 from .groups import signal_group
 from .output import LogTail
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.child")
 
+#: The exit code of a command line trioproxy cannot run as given (click's, for a usage error).
+EXIT_USAGE = 2
+#: A start that failed with one of these fails the same way every time.
+_NOT_STARTABLE = frozenset({errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR, errno.EISDIR})
+
+
+def not_startable(program: str, exc: OSError, cwd: str | None = None) -> str:
+    """Why ``program`` (the first word of a command) cannot be run, or '' when ``exc`` may pass
+    (out of memory or descriptors: worth another try)."""
+    if exc.errno not in _NOT_STARTABLE:
+        return ""
+    if exc.errno == errno.ENOENT:
+        where = " on PATH" if "/" not in program else f" in {cwd}" if cwd and not os.path.isabs(program) else ""
+        what = f"the command {program!r} was not found{where}"
+    elif exc.errno in (errno.EACCES, errno.EISDIR):
+        what = f"the command {program!r} is not executable (permission denied)"
+    else:
+        what = f"the command {program!r} cannot be run ({exc.strerror or exc})"
+    return what + "; check the first word of the app's command"
 
 
 class Progress:

@@ -36,7 +36,7 @@ from ..errors import BootstrapError
 from ..settings import CONDA_TIMEOUT_S
 from .commands import Runner
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.child")
 
 #: Variables the activating shell sets for itself, not for the app: taken from the original environment.
 SHELL_VARIABLES = ("_", "PWD", "OLDPWD", "SHLVL")

@@ -26,7 +26,7 @@ import trio
 from ..errors import UpstreamError
 from ..settings import APP_RECEIVE_BYTES
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.child")
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from ..settings import (
 )
 from .commands import Result, Runner
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.child")
 
 #: Where a clone is made inside --repofolder, before being moved up into it.
 CLONE_TMP = ".trioproxy-clone"

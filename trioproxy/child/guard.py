@@ -34,7 +34,7 @@ import trio
 from ..settings import ChildSettings
 from . import reaper as _reaper
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.child")
 
 #: The guard's program, run as a file (it imports nothing of trioproxy).
 PROGRAM = Path(__file__).with_name("guardian.py")

@@ -3,7 +3,10 @@
 A pump reads for as long as the pipe is open, from the moment the process
 starts, so the app can never block on a full pipe (the reference read nothing
 until the app was ready). Lines are decoded as UTF-8 (bad bytes replaced) and
-cut at a maximum length with a mark.
+cut at a maximum length with a mark. They are logged on ``trioproxy.app``,
+each tagged with its stream (``[stdout] ...``; the JSON log's ``stream``):
+stdout at info, stderr at ``--app-stderr-level`` (info by default, as most
+frameworks write their normal output there; the reference's was error).
 """
 
 from __future__ import annotations

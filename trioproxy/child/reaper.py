@@ -42,7 +42,7 @@ import trio
 
 from ..settings import REAPER_FINAL_SWEEP_S, REAPER_SWEEP_INTERVAL_S
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.child")
 
 #: prctl option number (linux/prctl.h).
 PR_SET_CHILD_SUBREAPER = 36

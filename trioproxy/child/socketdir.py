@@ -17,7 +17,7 @@ import tempfile
 
 from ..settings import UNIX_SOCKET_DIR_PREFIX, UNIX_SOCKET_NAME
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.child")
 
 #: The longest path an AF_UNIX address holds on Linux (108 bytes of sun_path, with its NUL).
 SUN_PATH_MAX = 107

@@ -57,11 +57,12 @@ from . import procfs as _procfs
 from . import reaper as _reaper
 from . import socketdir as _socketdir
 from .bootstrap import Bootstrap, Launch
+from .commands import EXIT_USAGE, not_startable
 from .connection import Target, TcpTarget, UnixTarget
 from .groups import group_alive, signal_group
 from .output import LogTail, pump
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.child")
 
 
 
@@ -319,6 +320,10 @@ class Supervisor:
                 start_new_session=True,
             )
         except OSError as exc:
+            why = not_startable(argv[0], exc, self._launch.cwd)
+            if why:  # a command that is not there (or not executable): the next try fails the same way
+                self.state.set(Status.DOWN, f"could not be started: {why}")
+                raise AppFailed(why, exit_code=EXIT_USAGE) from None
             self.state.set(Status.DOWN, f"could not be started: {exc}")
             logger.error("could not start the app: %s", exc)
             return None
@@ -328,7 +333,7 @@ class Supervisor:
         async with trio.open_nursery() as pumps:
             assert proc.stdout is not None and proc.stderr is not None
             pumps.start_soon(self._pump, proc.stdout, "stdout", logging.INFO)
-            pumps.start_soon(self._pump, proc.stderr, "stderr", logging.WARNING)
+            pumps.start_soon(self._pump, proc.stderr, "stderr", s.stderr_level)
             try:
                 address = await self._wait_ready(proc, port)
                 if address is not None:
@@ -357,7 +362,10 @@ class Supervisor:
                 pumps.cancel_scope.deadline = trio.current_time() + s.pump_drain_s
                 if not self._stopping and not not_ready:
                     self.state.set(Status.DOWN, _describe_exit(proc.returncode))
-                    logger.error("the app %s", self.state.reason)
+                    if self._restart_requested:  # the owner's Restart: not a crash
+                        logger.info("the app stopped for the requested restart (it %s)", self.state.reason)
+                    else:
+                        logger.error("the app %s", self.state.reason)
         return None if ready_at is None else trio.current_time() - ready_at
 
     async def _pump(self, stream: trio.abc.ReceiveStream, name: str, level: int) -> None:

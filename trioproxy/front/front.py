@@ -9,10 +9,15 @@ endpoints, 404s, lifespan) goes to the Quart-Trio app.
 Responses trioproxy makes itself (everything sent through ``own``) carry
 ``X-JupyterHub-Version`` (the Hub reads it from its readiness probe) and
 ``_pages.OWN_HEADERS``; the app's own responses pass as they are.
+
+Every request is seen here first, so here is where ``--access-log`` logs it
+(``front/access.py``, one line when its answer ends) and where ``--debug``
+says how it was routed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +33,9 @@ from ..rules import pages as _pages
 from ..rules import routing as _routing
 from ..rules.pages import Send
 from ..settings import HUB_PROBE_RETRY_AFTER_S, REFUSE_DRAIN_BYTES, REFUSE_DRAIN_S
+from . import access as _access
+
+logger = logging.getLogger("trioproxy.proxy")
 
 #: The path (under the prefix) the Hub probes to see whether the server is up.
 HUB_PROBE = b"/api"
@@ -47,7 +55,10 @@ class Front:
         hold_probe_s: float = 0.0,
         metrics_login: Callable[[dict[str, Any]], bool] = lambda scope: False,
         max_header_bytes: int = 64 * 2**10,
+        access_log: bool = False,
     ) -> None:
+        #: --access-log: each request's line when it ends (``front/access.py``).
+        self.access_log = access_log
         self.max_header_bytes = max_header_bytes
         self.metrics_login = metrics_login
         self.gateway = gateway
@@ -58,10 +69,15 @@ class Front:
         self.hold_probe_until = trio.current_time() + hold_probe_s
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        kind = scope["type"]
-        if kind == "lifespan":
+        if scope["type"] == "lifespan":
             await self.web(scope, receive, send)
-            return
+        elif self.access_log:
+            await _access.logged(self._handle, scope, receive, send)
+        else:
+            await self._handle(scope, receive, send)
+
+    async def _handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
         own = self._stamped(send)
         problem = _headers.request_problem(
             scope.get("http_version", "1.1"), scope["raw_path"], scope["query_string"], scope["headers"],
@@ -76,6 +92,8 @@ class Front:
             return
         method = scope.get("method", "GET")
         route = self.router.route(method, scope["raw_path"], scope["query_string"], websocket=kind == "websocket")
+        if logger.isEnabledFor(logging.DEBUG):  # --debug: where each request goes (its path, never its query)
+            logger.debug("%s %s: %s", "websocket" if kind == "websocket" else method, scope["path"], _describe(route))
         if isinstance(route, _routing.Forward):
             if kind == "http" and route.target == HUB_PROBE and self._holding_probe():
                 body = _pages.render("The app is starting", ["The app is not ready yet."])
@@ -128,6 +146,17 @@ class Front:
             await send(message)
 
         return stamped
+
+
+def _describe(route: object) -> str:
+    """A routing decision, for the debug log (paths only: a query may hold a token)."""
+    if isinstance(route, _routing.Forward):
+        return "to the app (after the login check)"
+    if isinstance(route, _routing.Redirect):
+        return f"redirect {route.status}"
+    if isinstance(route, _routing.Internal):
+        return "trioproxy's own endpoint (login first)" if route.login else "trioproxy's own endpoint"
+    return type(route).__name__
 
 
 async def _drain(receive: Any) -> None:

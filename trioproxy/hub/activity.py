@@ -24,7 +24,7 @@ from .api import HubAPI
 if TYPE_CHECKING:
     from ..settings import ActivitySettings, HubSettings
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.hub")
 
 
 

@@ -34,7 +34,7 @@ from . import tokens as _tokens
 if TYPE_CHECKING:
     import httpx
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.hub")
 
 
 def ssl_context(hub: HubSettings) -> ssl.SSLContext | None:

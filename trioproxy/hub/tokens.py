@@ -13,6 +13,7 @@ of queueing behind one another.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +21,8 @@ from typing import Any
 import trio
 
 from ..settings import MAX_TOKEN_BYTES
+
+logger = logging.getLogger("trioproxy.hub")
 
 Model = dict[str, Any]
 Lookup = Callable[[str], Awaitable[Model | None]]
@@ -95,6 +98,7 @@ class TokenCache:
                 expires, model = entry
                 if self._clock() < expires:
                     self._entries.move_to_end(key)
+                    logger.debug("token check: the Hub's answer of less than %g s ago (not asked again)", self._ttl)
                     return model
                 del self._entries[key]
             flight = self._flights.get(key)
@@ -109,6 +113,7 @@ class TokenCache:
 
         flight = _Flight()
         self._flights[key] = flight
+        logger.debug("token check: asking the Hub")
         try:
             model = await self._lookup(token)
             flight.result = slim(model) if model is not None else None

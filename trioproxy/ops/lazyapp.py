@@ -25,7 +25,7 @@ from typing import Any
 
 import trio
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.ops")
 
 #: The scope of the app's own lifespan.
 LIFESPAN_SCOPE = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}}

@@ -30,7 +30,7 @@ from ..rules.pages import Send
 from ..settings import ERROR_PAGE_TAIL_LINES, OWNER_PAGE_WAIT_S, STARTING_REFRESH_S, ProxySettings
 from .ws_keepalive import KeepAlive
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.proxy")
 
 
 

@@ -46,7 +46,7 @@ from ..rules.pages import Send
 from ..settings import HEAD_HOLD_S, WATCH_AFTER_S
 from .gateway import Gateway
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.proxy")
 
 Receive = Any
 
@@ -118,12 +118,15 @@ async def forward(
         except UpstreamError as exc:
             await _fail_page(gw, scope, send, exc.status, exc.reason)
             return
+        logger.debug("%s: %s connection to the app", what, "a pooled" if conn.reused else "a new")
         try:
             outcome = await _exchange(gw, scope, receive, send, conn, head_events, more_body)
         except BaseException:  # cancelled (shutdown): the connection is in an unknown state
             conn.close()
             raise
         if outcome == "retry" and attempt == 1:
+            logger.debug("%s: the pooled connection was closed by the app before an answer: sent again on a new one",
+                         what)
             conn.close()
             continue
         if outcome == "done":

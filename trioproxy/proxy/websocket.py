@@ -55,7 +55,7 @@ from ..websocket_port import ClientPort, port_of
 from .eager_stream import EagerStream, open_eager_stream
 from .gateway import Gateway
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.proxy")
 
 Receive = Any
 

@@ -30,7 +30,7 @@ import trio
 from ..settings import WS_PING_CHECKS_PER_INTERVAL
 from ..websocket_port import ClientPort as Port
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.proxy")
 
 #: The close code and reason for a client that answered nothing.
 TIMEOUT_CODE = 1011

@@ -8,6 +8,7 @@ so a typo exits 2 naming the word instead of failing every request with a 500.
 
 from __future__ import annotations
 
+import difflib
 import string
 from collections.abc import Mapping, Sequence
 
@@ -61,12 +62,24 @@ def fields(word: str) -> frozenset[str]:
         if base not in KEYS:
             known = ", ".join("{" + k + "}" for k in sorted(KEYS))
             shown = "{" + field_name + "}"
+            guess = suggestion(base)
+            hint = f" (did you mean {{{guess}}}?)" if guess else ""
             raise TemplateError(
-                f"unknown substitution {shown} in command word {word!r}; known: {known}"
+                f"unknown substitution {shown} in command word {word!r}{hint}; known: {known}"
                 " (write {{ and }} for literal braces)"
             )
         used.add(base)
     return frozenset(used)
+
+
+def suggestion(name: str) -> str:
+    """The known key closest to a misspelt one (``prot``: ``port``; ``base-url``: ``base_url``), or ''."""
+    words = sorted(k for k in KEYS if k.isidentifier())
+    folded = name.lower().replace("-", "_")
+    if folded in words:
+        return folded
+    close = difflib.get_close_matches(folded, words, n=1, cutoff=0.6)
+    return close[0] if close else ""
 
 
 def check(command: Sequence[str]) -> frozenset[str]:

@@ -43,7 +43,7 @@ import trio
 
 from ..settings import ServerSettings
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.server")
 
 #: accept() errors about one connection only (it went away, or a firewall said
 #: no): skip it and go on (the same list as trio's SocketListener).

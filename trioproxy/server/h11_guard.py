@@ -41,7 +41,7 @@ import h11
 from ..compat.h11 import ServerConnection
 from ..rules.head import HeadScan, Problem
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.server")
 
 #: Request headers of an h2c upgrade offer, taken out of the request (lower case).
 _H2C_OFFER = frozenset({b"upgrade", b"http2-settings"})

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from ..compat.hypercorn import Worker
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.server")
 
 def make_config(s: ServerSettings) -> Config:
     from hypercorn.config import Config  # noqa: PLC0415 (see STACK_MODULES)

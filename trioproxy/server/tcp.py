@@ -55,7 +55,7 @@ from .h11_guard import GuardedConnection
 from .idle import IdleTimer
 from .ws_stream import ProxyWSStream
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.server")
 
 
 

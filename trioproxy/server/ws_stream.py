@@ -61,7 +61,7 @@ from ..compat.hypercorn import ASGIWebsocketState, WebsocketStream
 from ..websocket_port import ClientSink, port_extension
 from . import ws_limits as _ws_limits
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trioproxy.server")
 
 #: States before the handshake is answered, or in which it was answered with an HTTP response (a refusal).
 _BEFORE_OR_INSTEAD_OF_101 = frozenset(
