@@ -47,8 +47,9 @@ SSE_INTERVAL_S = 1.0
 #: tight for a proxy under this load sharing 2 cores with another test worker (`make test`
 #: runs two): the request was cut at the deadline, which is right, but not what this test asks.
 SHUTDOWN_TIMEOUT_S = 2.0
-#: Websockets must all see 1001 within this long after SIGTERM: well before the drain deadline. The ~100 ms figure for a few websockets is test_shutdown's;
-#: here hundreds of closes are timed from one busy test process, so the figure is reported.
+#: Websockets must all see 1001 within this long after SIGTERM: well before the drain deadline.
+#: The ~100 ms figure for a few websockets is test_shutdown's; here hundreds of closes are timed
+#: from one busy test process, so the figure is reported.
 CLOSE_WITHIN_S = 0.8
 #: Growth allowed between the end of the warm-up and the end of the load.
 FD_SLACK = 8
