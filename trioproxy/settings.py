@@ -267,6 +267,10 @@ CLIENT_RECEIVE_BYTES = 256 * 2**10
 #: interval (or timeout, if shorter) (``proxy/ws_keepalive.py``): a silent
 #: client is cut within a quarter interval of its deadline.
 WS_PING_CHECKS_PER_INTERVAL = 4
+#: Bytes read from a websocket's client per call, after the 101 (``server/ws_stream.py``):
+#: CLIENT_RECEIVE_BYTES' 256 KiB buffer costs some 20 µs per read here (glibc serves it with
+#: mmap/munmap), 10 times a small message's whole recv; 64 KiB reads keep big messages cheap.
+WS_CLIENT_RECEIVE_BYTES = 64 * 2**10
 #: Bytes read from the app's websocket per call (``proxy/ws_relay.py``).
 WS_APP_RECEIVE_BYTES = 64 * 2**10
 #: Eager (non-yielding) stream calls in a row before one goes through trio and

@@ -124,8 +124,12 @@ class ServerConnection(TCPServer):
     ``protocol_send(event)`` (every event the protocol sends: override, and
     call it for what is not overridden). Added here: :meth:`read_loop` and
     :meth:`not_http11` (override), :meth:`end_connection`,
-    :meth:`plain_transport` and :meth:`divert`.
+    :meth:`plain_transport`, :meth:`divert` and :meth:`forget_request`, and :attr:`receive_bytes`
+    (what :meth:`read_loop` should read at a time, once set).
     """
+
+    #: Bytes per read from the client, when set (a diverted websocket's; 0: the read loop's own).
+    receive_bytes = 0
 
     def __init__(
         self,
@@ -171,18 +175,30 @@ class ServerConnection(TCPServer):
         """The connection is over: hypercorn closes the socket and tells its protocol."""
         await self.protocol_send(Closed())
 
-    def divert(self, reader: Callable[[bytes], Awaitable[None]]) -> bool:
-        """From now on every non-empty read from the client goes to ``reader``, not to the protocol.
+    def divert(self, reader: Callable[[bytes], Awaitable[None]], receive_bytes: int) -> bool:
+        """From now on every non-empty read from the client goes to ``reader``, not to the protocol,
+        ``receive_bytes`` at a time.
 
-        For an upgraded websocket only (after its 101: the protocol has nothing more to
-        parse); the end of the connection still reaches the protocol (``Closed``). False if
-        the protocol is not the HTTP/1.1 one this module adopted, or not upgraded.
+        For an upgraded websocket only (its 101 about to go or gone: the protocol has
+        nothing more to parse); the end of the connection still reaches the protocol
+        (``Closed``). False if the protocol is not the HTTP/1.1 one this module adopted,
+        or not upgraded.
         """
         h1 = getattr(self.protocol, "protocol", None)
         if not isinstance(h1, _AdoptingH11Protocol) or not isinstance(h1.connection, H11WSConnection):
             return False
         object.__setattr__(h1, "trioproxy_reader", reader)
+        self.receive_bytes = receive_bytes
         return True
+
+    def forget_request(self) -> None:
+        """After a diverted websocket's 101 is out: let go of the request's h11 state, which the
+        upgraded connection keeps only to write the 101 (or an HTTP refusal) with."""
+        h1 = getattr(self.protocol, "protocol", None)
+        if isinstance(h1, _AdoptingH11Protocol) and h1.trioproxy_reader is not None:
+            connection = h1.connection
+            if isinstance(connection, H11WSConnection):
+                connection.h11_connection = None  # type: ignore[assignment]  # nothing sends after the 101
 
     def plain_transport(self) -> tuple[trio.Lock, trio.SocketStream] | None:
         """The lock that writes to the client take, and its plain TCP stream; None on TLS."""
@@ -312,6 +328,8 @@ def check() -> str:
     r.need(method(H11Protocol, "H11Protocol", "handle", ("event",)))
     r.need(uses(H11Protocol, "H11Protocol", "handle", "RawData", "receive_data", "_handle_events"))
     r.need(uses(H11Protocol, "H11Protocol", "_create_stream", "H11WSConnection", "connection"))
+    r.need(uses(H11WSConnection, "H11WSConnection", "send", "h11_connection"))
+    r.need(uses(H11Protocol, "H11Protocol", "_maybe_recycle", "our_state", "their_state"))
     # The websocket stream (WebsocketStream)
     r.need(_subclass_safe(WSStream, "WSStream"))
     r.need(method(WSStream, "WSStream", "handle", ("event",)))

@@ -219,7 +219,7 @@ class Relay:
     def client_closed(self) -> None:
         self.closed = True
         self._client_done.set()
-        if self.up.closed and self.down.closed:
+        if self._both_closes_passed:
             self.end("closed", 1000, "")
         else:
             self.end("client", None, "")
@@ -259,6 +259,11 @@ class Relay:
         else:
             self.end("app", None, "")
 
+    @property
+    def _both_closes_passed(self) -> bool:
+        """Each side's close frame has been relayed whole to the other (written, not only read)."""
+        return self.up.closed and self.to_app.closed and self.down.closed and self.to_client.closed
+
     def _closing(self, *, push: bool) -> bool:
         """A close frame has passed one way: False once both have (the websocket is over).
 
@@ -267,7 +272,7 @@ class Relay:
         go on sending before it answers (RFC 6455 §5.5.1), and its frames still in
         flight must not be cut (a close frame could not follow half a frame).
         """
-        if self.up.closed and self.down.closed:
+        if self._both_closes_passed:
             self.end("closed", 1000, "")
             return False
         if push and self.scope is not None:

@@ -42,6 +42,7 @@ from hypercorn.protocol.events import Data, EndBody, Request, Response, StreamCl
 from wsproto.connection import Connection
 
 from ..compat.hypercorn import ASGIWebsocketState, WebsocketStream
+from ..settings import WS_CLIENT_RECEIVE_BYTES
 from ..websocket_port import ClientSink, port_extension
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class ProxyWSStream(WebsocketStream):
         server = self.connection_server
         if self._sink is None or server is None:
             return
-        if not server.divert(self._sink.from_client):
+        if not server.divert(self._sink.from_client, WS_CLIENT_RECEIVE_BYTES):
             raise RuntimeError("the websocket relay could not take the client's bytes (trioproxy.compat.hypercorn)")
         plain = server.plain_transport()
         self._plain = plain[1] if plain is not None else None
@@ -189,6 +190,13 @@ class ProxyWSStream(WebsocketStream):
                 await self.end()
             return
         await super().app_send(message)
+        if self._sink is not None and self.state is ASGIWebsocketState.CONNECTED:
+            # The 101 is out: hypercorn's wsproto connection and handshake will never be used
+            # (the relay has the bytes), so they need not be kept for the websocket's life.
+            self.__dict__.pop("connection", None)
+            self.__dict__.pop("handshake", None)
+            if self.connection_server is not None:
+                self.connection_server.forget_request()
         if self.state is ASGIWebsocketState.HTTPCLOSED:
             await self._end_connection()
 
