@@ -109,7 +109,8 @@ async def bridge(
         except h11.ProtocolError as exc:
             problem = (502, f"the app's websocket handshake is malformed ({exc})")
         else:
-            await _relay(gw, f"websocket {scope['path']}", send, stream, port, *accepted)
+            del headers  # a websocket may stay open for days: its frames hold nothing they no longer need
+            await _relay(gw, f"websocket {scope['path']}", send, stream, port, accepted)
     finally:
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(stream)  # the app's end is closed, whatever happened
@@ -140,11 +141,11 @@ class _BadHandshake(Exception):
 async def _app_handshake(
     stream: trio.abc.Stream, host: bytes, target: bytes, offered: list[str],
     headers: list[tuple[bytes, bytes]], head_max: int,
-) -> tuple[str | None, list[tuple[bytes, bytes]], bytes]:
+) -> list[Any]:
     """The opening handshake with the app, as its client (RFC 6455 §4.1), no extension offered.
 
-    Returns the subprotocol the app chose, its 101's headers, and the bytes that
-    followed the 101 (the start of its frames). Raises :class:`_Refused`,
+    Returns [the subprotocol the app chose, its 101's headers, the bytes that
+    followed the 101 (the start of its frames)]. Raises :class:`_Refused`,
     :class:`_NoAnswer`, :class:`_BadHandshake` or h11's ``RemoteProtocolError``.
     """
     key = base64.b64encode(os.urandom(16))
@@ -165,7 +166,7 @@ async def _app_handshake(
                 problem, subprotocol = _frames.accept_problem(answer, key, offered)
                 if problem is not None:
                     raise _BadHandshake(f"the app's websocket handshake is not valid: {problem}")
-                return subprotocol, answer, conn.trailing_data[0]
+                return [subprotocol, answer, conn.trailing_data[0]]
             # 100 or 103: the real answer follows.
         elif isinstance(event, h11.Response):
             raise _Refused(event.status_code, list(event.headers), await _body(stream, conn))
@@ -203,9 +204,14 @@ async def _body(stream: trio.abc.Stream, conn: h11.Connection) -> bytes:
 
 async def _relay(
     gw: Gateway, what: str, send: Send, stream: trio.abc.Stream, port: ClientPort,
-    subprotocol: str | None, answer: list[tuple[bytes, bytes]], first: bytes,
+    accepted: list[Any],
 ) -> None:
-    """Accept the client, relay frames both ways until the websocket ends, then end both connections."""
+    """Accept the client, relay frames both ways until the websocket ends, then end both connections.
+
+    ``accepted`` is the app's answer (subprotocol, 101 headers, first bytes), emptied here once used.
+    """
+    subprotocol, answer, first = accepted
+    accepted.clear()
     settings = gw.settings
     relay = Relay(stream, port, limit=settings.ws_max_message_bytes, close_timeout_s=settings.ws_close_timeout_s,
                   touch=gw.tracker.touch, metrics=gw.metrics, what=what)
@@ -218,6 +224,7 @@ async def _relay(
             "headers": gw.app_set_cookies(accept_headers, what),
         }
     )
+    del accept_headers, answer
     gw.metrics.websockets_open += 1
     gw.metrics.websockets_total += 1
     try:

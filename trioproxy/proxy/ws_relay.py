@@ -163,8 +163,8 @@ class Relay:
     (code None); None until then, and at shutdown.
     """
 
-    __slots__ = ("_client_done", "app", "closed", "down", "ended", "last_heard", "metrics", "port", "scope",
-                 "timeout", "to_app", "to_client", "touch", "up", "what")
+    __slots__ = ("_client_done", "_client_over", "app", "closed", "down", "ended", "last_heard", "metrics", "port",
+                 "scope", "timeout", "to_app", "to_client", "touch", "up", "what")
 
     def __init__(
         self, app: trio.abc.Stream, port: ClientPort, *, limit: int, close_timeout_s: float,
@@ -186,7 +186,9 @@ class Relay:
         self.closed = False
         #: trio.current_time() when the client last sent anything.
         self.last_heard = trio.current_time()
-        self._client_done = trio.Event()  # the client's close frame passed, or its connection ended
+        #: Set once the client's close frame passed or its connection ended (made when first awaited).
+        self._client_done: trio.Event | None = None
+        self._client_over = False
 
     # --- from the client (the connection's reader task) ----------------------------------------------------------
 
@@ -209,16 +211,16 @@ class Relay:
             logger.info("%s: the client broke the websocket protocol (%s): closing with %d",
                         self.what, up.error[1], up.error[0])
             self.end("client", *up.error)
-            self._client_done.set()
+            self._client_is_done()
         else:
             if up.closed:
-                self._client_done.set()
+                self._client_is_done()
             if up.closed or self.down.closed:
                 self._closing(push=True)
 
     def client_closed(self) -> None:
         self.closed = True
-        self._client_done.set()
+        self._client_is_done()
         if self._both_closes_passed:
             self.end("closed", 1000, "")
         else:
@@ -254,7 +256,7 @@ class Relay:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         if down.closed:  # the app closed its connection after its close frame: the client's answer ends it
-            await self._client_done.wait()
+            await self._client_answer()
             self.end("closed", 1000, "")
         else:
             self.end("app", None, "")
@@ -328,13 +330,13 @@ class Relay:
                 sent = await self.to_client.close(code if code is not None else INTERNAL_ERROR,
                                                   reason or "the app's connection ended", masked=False)
                 if sent:
-                    await self._client_done.wait()
+                    await self._client_answer()
         else:  # shutdown
             if not self.closed:
                 await self.to_client.close(GOING_AWAY, reason, masked=False)  # unless goodbye() sent it
             if await self.to_app.close(GOING_AWAY, reason, masked=True):
                 await self._app_answer()
-            await self._client_done.wait()
+            await self._client_answer()
 
     async def _answer_for_the_other_side(self) -> None:
         """A side's close frame passed and the other never answered: the relay answers it (1000), so that
@@ -344,6 +346,18 @@ class Relay:
             await self.to_client.close(1000, "", masked=False)
         elif self.down.closed and not self.up.closed:
             await self.to_app.close(1000, "", masked=True)
+
+    def _client_is_done(self) -> None:
+        self._client_over = True
+        if self._client_done is not None:
+            self._client_done.set()
+
+    async def _client_answer(self) -> None:
+        """Until the client's close frame has come (or its connection has ended)."""
+        if not self._client_over:
+            if self._client_done is None:
+                self._client_done = trio.Event()
+            await self._client_done.wait()
 
     async def _app_answer(self) -> None:
         """Read the app's side until its close frame (or its end); nothing of it is relayed."""
