@@ -290,3 +290,18 @@ def test_tracker_boundaries_with_a_pong_taken_out() -> None:
     assert out == a and t.boundary == len(a) and not t.at_boundary  # b's header is held: 6 bytes
     out = t.feed(b[3:])
     assert out == b and t.boundary == len(b) and t.at_boundary
+
+
+@fuzz
+@given(st.binary(max_size=400), st.lists(st.integers(0, 400), max_size=8), st.booleans(), st.integers(0, 300))
+def test_tracker_on_any_bytes_in_any_pieces(data: bytes, cuts: list[int], from_client: bool, limit: int) -> None:
+    """Hostile input: never an exception; what passes is a prefix of the input, the same however it is
+    cut, and it ends at a frame boundary whenever the tracker stops."""
+    whole = F.FrameTracker(from_client=from_client, limit=limit)
+    once = whole.feed(data)
+    t = F.FrameTracker(from_client=from_client, limit=limit)
+    pieces, _ = _feed(t, data, cuts)
+    assert pieces == once and data.startswith(once)
+    assert (t.error, t.closed, t.messages, t.payload) == (whole.error, whole.closed, whole.messages, whole.payload)
+    if t.stopped:
+        assert t.at_boundary and t.feed(b"\x81\x80" + KEY) == b""
