@@ -101,6 +101,17 @@ class WebSocket:
             if opcode == wsframe.OP_CLOSE:
                 raise HTTPFailure(f"closed by the server ({wsframe.close_code(data)})")
 
+    async def text(self) -> bytes:
+        """The next text message (binary ones in between are not expected)."""
+        while True:
+            opcode, data = await wsframe.read_message(self.reader)
+            if opcode == wsframe.OP_TEXT:
+                return data
+            if opcode == wsframe.OP_CLOSE:
+                raise HTTPFailure(f"closed by the server ({wsframe.close_code(data)})")
+            if opcode == wsframe.OP_BINARY:
+                raise HTTPFailure("a binary message where a text one was expected")
+
     def abort(self) -> None:
         self.writer.transport.abort()
 
@@ -167,6 +178,34 @@ async def ws_echo(sockets: list[WebSocket], *, msgs: int, size: int, timeout: fl
     run.seconds = time.perf_counter() - start
     run.messages = len(sockets) * msgs
     return run
+
+
+async def ws_stream(ws: WebSocket, way: str, *, count: int, size: int, timeout: float) -> float:
+    """Seconds to move ``count`` messages of ``size`` bytes one way: "up" (to the upstream, which
+    counts them) or "down" (from it), each side writing as fast as the other reads."""
+
+    async def up() -> None:
+        ws.writer.write(wsframe.frame(wsframe.OP_TEXT, b"sink", masked=True))
+        block = wsframe.frame(wsframe.OP_BINARY, bytes(size), masked=True)
+        for _ in range(count):
+            ws.writer.write(block)
+            await ws.writer.drain()
+        ws.writer.write(wsframe.frame(wsframe.OP_TEXT, b"sunk?", masked=True))
+        if int(await ws.text()) != count * size:
+            raise HTTPFailure("the upstream counted other bytes")
+
+    async def down() -> None:
+        ws.writer.write(wsframe.frame(wsframe.OP_TEXT, b"send %d %d" % (count, size), masked=True))
+        for _ in range(count):
+            opcode, data = await wsframe.read_message(ws.reader)
+            if opcode != wsframe.OP_BINARY or len(data) != size:
+                raise HTTPFailure(f"expected a {size}-byte binary message, got opcode {opcode}, {len(data)} bytes")
+        if await ws.text() != b"sent":
+            raise HTTPFailure("no end of the stream")
+
+    start = time.perf_counter()
+    await asyncio.wait_for(up() if way == "up" else down(), timeout)
+    return time.perf_counter() - start
 
 
 # --- server-sent events ---------------------------------------------------------------------

@@ -29,6 +29,8 @@ class Profile:
     ws_one: tuple[int, int] = (1, 10_000)
     ws_many: tuple[int, int] = (100, 100)
     ws_size: int = 32
+    #: Big websocket messages: (messages, size) streamed each way on one connection.
+    ws_big: tuple[int, int] = (200, MIB)
     #: Idle websockets held open to read the proxy's memory per websocket.
     idle_ws: int = 1000
     #: Bytes streamed each way while the proxy's RSS is sampled.
@@ -43,13 +45,14 @@ PROFILES = {
     "full": Profile("full", reps=3),
     "quick": Profile(
         "quick", reps=1, get_seconds=2.0, dl_small=(MIB, 30), dl_big=(100 * MIB, 1), upload=(50 * MIB, 1),
-        sse=(3, 20, 0.01), ws_one=(1, 3000), ws_many=(100, 30), scenario_timeout=120.0,
+        sse=(3, 20, 0.01), ws_one=(1, 3000), ws_many=(100, 30), ws_big=(50, MIB),
+        scenario_timeout=120.0,
     ),
     # The test suite's run of the harness itself: every scenario, tiny, two columns, seconds.
     "smoke": Profile(
         "smoke", reps=1, columns=("direct", "trioproxy"), get_concurrency=(1, 10), get_seconds=1.0,
         dl_small=(MIB, 3), dl_big=(8 * MIB, 1), upload=(8 * MIB, 1), sse=(1, 5, 0.01), ws_one=(1, 200),
-        ws_many=(10, 10), idle_ws=50, stream_size=32 * MIB, sigterm_ws=3, scenario_timeout=30.0,
+        ws_many=(10, 10), ws_big=(4, MIB), idle_ws=50, stream_size=32 * MIB, sigterm_ws=3, scenario_timeout=30.0,
     ),
 }
 

@@ -12,6 +12,8 @@ Standard library only (asyncio), HTTP/1.1 with keep-alive, no logging. Routes:
 |  | with T the upstream's ``time.monotonic_ns()`` when it was sent; one chunk per event |
 | ``POST|PUT /upload`` | reads the body (Content-Length or chunked), answers JSON ``bytes`` and ``sha256`` |
 | any path with ``Upgrade: websocket`` | echo: every message back with its type; close answered with the same code |
+|  | text ``send N SIZE``: N binary messages of SIZE zero bytes, then text ``sent`` |
+|  | text ``sink``: messages counted, not echoed, until text ``sunk?`` (answered with the byte count) |
 
 Everything else is a 404. The process runs until SIGTERM or SIGINT.
 """
@@ -166,9 +168,25 @@ class Upstream:
         key = req.headers.get("sec-websocket-key", "").encode()
         writer.write(_head("101 Switching Protocols", [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                                                        ("Sec-WebSocket-Accept", wsframe.accept_key(key).decode())]))
+        sunk: int | None = None  # bytes taken in while sinking ("sink"), or None: echoing
         while True:
             opcode, payload = await wsframe.read_message(reader)
-            if opcode in (wsframe.OP_TEXT, wsframe.OP_BINARY):
+            if opcode == wsframe.OP_TEXT and payload.startswith(b"send "):
+                # "send N SIZE": N binary messages of SIZE bytes, then a text "sent".
+                _, count, size = payload.split()
+                block = wsframe.frame(wsframe.OP_BINARY, bytes(int(size)))
+                for _ in range(int(count)):
+                    writer.write(block)
+                    await writer.drain()
+                writer.write(wsframe.frame(wsframe.OP_TEXT, b"sent"))
+            elif opcode == wsframe.OP_TEXT and payload == b"sink":
+                sunk = 0  # from now on messages are counted, not echoed, until "sunk?"
+            elif opcode == wsframe.OP_TEXT and payload == b"sunk?":
+                writer.write(wsframe.frame(wsframe.OP_TEXT, str(sunk or 0).encode()))
+                sunk = None
+            elif opcode in (wsframe.OP_TEXT, wsframe.OP_BINARY) and sunk is not None:
+                sunk += len(payload)
+            elif opcode in (wsframe.OP_TEXT, wsframe.OP_BINARY):
                 writer.write(wsframe.frame(opcode, payload))
             elif opcode == wsframe.OP_PING:
                 writer.write(wsframe.frame(wsframe.OP_PONG, payload))

@@ -82,8 +82,10 @@ CHANGES = [
     ("hypercorn", TCPServer, "_read_data", None, "TCPServer._read_data is gone"),
     ("hypercorn", TCPServer, "run", _gone,
      "TCPServer.run no longer uses ProtocolWrapper, protocol, idle_task, _read_data"),
-    ("hypercorn", hypercorn.protocol.ws_stream.WSStream, "_send_wsproto_event", None,
-     "WSStream._send_wsproto_event is gone"),
+    ("hypercorn", hypercorn.protocol.h11.H11Protocol, "handle", _gone,
+     "H11Protocol.handle no longer uses RawData, receive_data, _handle_events"),
+    ("hypercorn", hypercorn.protocol.h11.H11Protocol, "_create_stream", lambda self, request: self.connection,
+     "H11Protocol._create_stream no longer uses WSStream, stream"),
     ("hypercorn", hypercorn.protocol.ws_stream.WSStream, "_accept", _gone,
      "WSStream._accept no longer uses handshake, accept, connection"),
     ("hypercorn", hypercorn.protocol.ws_stream.Handshake, "accept", lambda self, protocol, headers: None,
@@ -91,10 +93,6 @@ CHANGES = [
     ("hypercorn", hypercorn.protocol.ws_stream.WSStream, "__slots__", (), "WSStream now has __slots__"),
     ("h11", importlib.import_module("h11").Connection, "start_next_cycle", None,
      "h11.Connection.start_next_cycle is gone"),
-    ("wsproto", importlib.import_module("wsproto.extensions").Extension, "frame_inbound_header", None,
-     "wsproto.extensions.Extension.frame_inbound_header is gone"),
-    ("trio_websocket", trio_websocket.WebSocketConnection, "__init__", lambda self, *a, **k: None,
-     "WebSocketConnection.__init__ no longer uses _wsproto"),
 ]
 
 
@@ -113,18 +111,6 @@ def test_a_changed_reach_fails_with_its_name(
     message = str(caught.value)
     assert message.startswith(f"{name}: ") and says in message
     assert "is untested" not in message  # the installed release: only the change is reported
-
-
-def test_the_frame_decoder_reach_fails_with_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    wsproto_compat = _module("trioproxy.compat.wsproto")
-
-    class Renamed:  # a wsproto whose Connection keeps its frame protocol elsewhere
-        def __init__(self, *args: object) -> None:
-            self.protocol = object()
-
-    monkeypatch.setattr(wsproto_compat, "Connection", Renamed)
-    with pytest.raises(CompatError, match=r"trioproxy\.compat\.wsproto: wsproto .*; Connection\._proto is gone"):
-        wsproto_compat.check()
 
 
 # --- no process-wide change --------------------------------------------------------------------------------------

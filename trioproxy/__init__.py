@@ -23,7 +23,7 @@ from the layers below it (``tests/test_layout.py`` holds that)::
     metrics.py    shutdown.py; websocket_port.py, where the server's websocket
                   stream and the bridge meet (the shared bottom, with compat/)
     compat/       every reach into a dependency's private parts (hypercorn,
-                  h11, wsproto, trio-websocket), one module each, version-checked
+                  h11), one module each, version-checked
     rules/        pure functions, no I/O: headers, request heads, cookies,
                   redirects, routing, scopes, templates, pages, websocket frames
     errors.py     the package's exceptions, under one base (the very bottom:

@@ -53,7 +53,7 @@ from .shutdown import Shutdown
 logger = logging.getLogger("trioproxy.run")
 
 #: What serving needs beyond this module's imports, loaded by :func:`_preload` while the app
-#: starts: the front (websockets: trio-websocket), the OAuth flow (authlib, cryptography) and
+#: starts: the front (and the websocket relay), the OAuth flow (authlib, cryptography) and
 #: hypercorn with trioproxy's adjustments (what ``_server.serve`` imports).
 STACK_MODULES = (
     "trioproxy.front.front",

@@ -280,19 +280,15 @@ CLIENT_SEND_PIECE_BYTES = APP_RECEIVE_BYTES
 #: Bytes read from a client per receive call (``server/tcp.py``): 256 KiB
 #: rather than hypercorn's 64 KiB halves the CPU per MiB uploaded.
 CLIENT_RECEIVE_BYTES = 256 * 2**10
-#: A compressed (permessage-deflate) websocket frame may be this much larger
-#: than the message it carries (deflate's worst case is ~0.03 % plus a few
-#: bytes); the decompressed size is checked again as it is inflated
-#: (``server/ws_limits.py``).
-WS_DEFLATE_SLACK_BYTES = 1024
 #: The keepalive watcher looks at every websocket this many times per ping
 #: interval (or timeout, if shorter) (``proxy/ws_keepalive.py``): a silent
 #: client is cut within a quarter interval of its deadline.
 WS_PING_CHECKS_PER_INTERVAL = 4
-#: Websocket messages buffered from the app before its reader waits for the
-#: client (``proxy/websocket.py``): backpressure, not an unbounded queue.
-WS_APP_QUEUE_MESSAGES = 8
-#: Bytes read from the app's websocket per call (``proxy/websocket.py``).
+#: Bytes read from a websocket's client per call, after the 101 (``server/ws_stream.py``):
+#: CLIENT_RECEIVE_BYTES' 256 KiB buffer costs some 20 µs per read here (glibc serves it with
+#: mmap/munmap), 10 times a small message's whole recv; 64 KiB reads keep big messages cheap.
+WS_CLIENT_RECEIVE_BYTES = 64 * 2**10
+#: Bytes read from the app's websocket per call (``proxy/ws_relay.py``).
 WS_APP_RECEIVE_BYTES = 64 * 2**10
 #: Eager (non-yielding) stream calls in a row before one goes through trio and
 #: yields (``proxy/eager_stream.py``): other tasks still run under a flood.

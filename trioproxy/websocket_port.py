@@ -1,67 +1,82 @@
-"""Where the server's websocket stream and the websocket bridge meet: two small protocols.
+"""Where the server's websocket stream and the websocket relay meet: two small protocols.
 
 The server (:mod:`trioproxy.server.ws_stream`) offers the client side of each
 websocket as a :class:`ClientPort`, in the ASGI scope's ``extensions`` under
 :data:`PORT_EXTENSION` (as a server offers any extension: the scope says what
 it can do). The bridge (:mod:`trioproxy.proxy.websocket`) takes it with
-:func:`port_of`, attaches its :class:`ClientSink` before it accepts the
-websocket, and from then on the two call each other directly:
+:func:`port_of`, attaches its :class:`ClientSink` (the relay,
+:mod:`trioproxy.proxy.ws_relay`) before it accepts the websocket, and from the
+101 on the two exchange the connection's raw bytes, frames undecoded:
 
-* client to app: the port calls ``sink.from_client(message)`` from the
-  connection's reader task for each whole message (so a slow app holds the
-  client back), and ``sink.client_closed(code, reason)`` once when the
-  client's side ends;
-* app to client: the bridge calls ``port.send_message(message)``; the
-  keepalive (:mod:`trioproxy.proxy.ws_keepalive`) reads ``last_heard`` and
-  ``closed`` and calls ``ping()`` and ``fail(code, reason)``; shutdown calls
-  ``close_at_once(code, reason)``.
+* client to relay: the port calls ``sink.from_client(data)`` from the
+  connection's reader task with the bytes as read (so a slow app holds the
+  client back), and ``sink.client_closed()`` once when the client's
+  connection ends (EOF, reset, cut);
+* relay to client: ``port.write(data)`` (all of it, each piece bounded like
+  every write to a client), ``port.write_now(data)`` (synchronous, for the
+  shutdown's one pass) and ``port.end()`` (the connection closes).
 
-Accepting, refusing and closing go through the ASGI messages as usual
-(``websocket.accept``, ``websocket.http.response.*``, ``websocket.close``);
-only messages take the direct path: no dict, queue or task switch per message.
+Accepting and refusing still go through the ASGI messages as usual
+(``websocket.accept``, ``websocket.http.response.*``); nothing per frame does.
+
+A third, optional extension, :data:`COUNTS_EXTENSION`, is how whoever wraps the
+bridge (the access log) learns the messages a websocket carried: the bridge
+fills in the :class:`MessageCounts` it finds there when the websocket ends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 #: The scope extension that carries the port: ``scope["extensions"][PORT_EXTENSION]["port"]``.
 PORT_EXTENSION = "trioproxy.websocket.port"
 
 
+#: The scope extension that carries a :class:`MessageCounts`: ``scope["extensions"][COUNTS_EXTENSION]["counts"]``.
+COUNTS_EXTENSION = "trioproxy.websocket.counts"
+
+
+@dataclass(slots=True)
+class MessageCounts:
+    """The data messages a websocket carried each way (as the bridge's frame trackers counted them)."""
+
+    #: From the client to the app.
+    messages_in: int = 0
+    #: From the app to the client.
+    messages_out: int = 0
+
+
 class ClientSink(Protocol):
-    """What receives a client's messages (the bridge)."""
+    """What receives a client's bytes after the 101 (the relay)."""
 
-    async def from_client(self, message: bytes | str) -> None: ...
+    async def from_client(self, data: bytes) -> None: ...
 
-    def client_closed(self, code: int, reason: str) -> None: ...
+    def client_closed(self) -> None: ...
 
 
 class ClientPort(Protocol):
     """The client side of one websocket (the server's stream)."""
 
-    #: True once the client's side has ended.
+    #: True once the client's connection has ended.
     closed: bool
-    #: ``trio.current_time()`` when the client last sent anything.
-    last_heard: float
 
     def attach(self, sink: ClientSink) -> None:
-        """Send the client's messages to ``sink`` from now on (call before accepting).
+        """Give the client's bytes to ``sink`` from the 101 on (call before accepting).
 
         If the client is gone already, ``sink.client_closed`` is called at once.
         """
 
-    async def send_message(self, message: bytes | str) -> None:
-        """One message to the client (nothing once the websocket is closed)."""
+    async def write(self, data: bytes) -> None:
+        """All of ``data`` to the client; a client that stops reading is cut (then ``sink.client_closed``)."""
 
-    async def ping(self) -> None: ...
+    def write_now(self, data: bytes) -> int:
+        """Write without waiting: the bytes the kernel took (the rest goes first at the next write or
+        at the end); 0 if none could go now (or this is TLS), -1 if the client is gone."""
 
-    async def fail(self, code: int, reason: str) -> None:
-        """Close frame ``code`` to the client, then end the connection without waiting for its answer."""
-
-    def close_at_once(self, code: int, reason: str) -> bool:
-        """Write a close frame now, without waiting; True if it went out whole (else the usual close sends it)."""
+    async def end(self) -> None:
+        """Close the client's connection (what ``write_now`` left goes first)."""
 
 
 def port_extension(port: ClientPort) -> dict[str, Any]:
@@ -74,3 +89,10 @@ def port_of(scope: Mapping[str, Any]) -> ClientPort | None:
     offered = (scope.get("extensions") or {}).get(PORT_EXTENSION)
     port: ClientPort | None = offered.get("port") if isinstance(offered, dict) else None
     return port
+
+
+def counts_of(scope: Mapping[str, Any]) -> MessageCounts | None:
+    """The counts a websocket's scope asks to be filled in, or None."""
+    offered = (scope.get("extensions") or {}).get(COUNTS_EXTENSION)
+    counts = offered.get("counts") if isinstance(offered, dict) else None
+    return counts if isinstance(counts, MessageCounts) else None

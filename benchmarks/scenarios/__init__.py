@@ -90,6 +90,7 @@ def all_scenarios(profile: Profile) -> list[Scenario]:
         sse.EventStream(),
         websocket.Echo("ws1", "one"),
         websocket.Echo("wsN", "many"),
+        websocket.Stream(),
         memory.AfterLoad(),
         memory.Stream("download"),
         memory.Stream("upload"),

@@ -1,4 +1,5 @@
-"""Websocket echo: one connection many messages, many connections a few messages each."""
+"""Websockets: echo (one connection many messages, many connections a few messages each), and
+big messages streamed each way on one connection."""
 
 from __future__ import annotations
 
@@ -43,3 +44,36 @@ class Echo:
         return {f"{k}_msgs": run.messages / run.seconds, f"{k}_p50": percentile(run.rtts, 0.5) * 1e3,
                 f"{k}_p99": percentile(run.rtts, 0.99) * 1e3, f"{k}_cpu": meter.per(run.messages, 1e6),
                 f"{k}_busy": meter.busy}
+
+
+class Stream:
+    """``profile.ws_big`` = (messages, size) one way on one websocket, up then down: MiB/s and CPU per MiB."""
+
+    name = "wsbig"
+
+    def metrics(self, profile: Profile) -> list[Metric]:
+        count, size = profile.ws_big
+        what = f"websocket, {count} × {size // 2**20} MiB messages"
+        out = []
+        for way, label in (("up", "to the app"), ("down", "to the client")):
+            out += [
+                Metric(f"wsbig_{way}_mibs", f"{what} {label}: MiB/s", "MiB/s", True),
+                Metric(f"wsbig_{way}_cpu", f"{what} {label}: proxy CPU per MiB", "ms", False),
+            ]
+        return out
+
+    async def run(self, ctx: Context, target: Target) -> dict[str, Any]:
+        count, size = ctx.profile.ws_big
+        mib = count * size / 2**20
+        (ws,) = await clients.ws_open(target.port, target.path("/ws"), 1)
+        out: dict[str, Any] = {}
+        try:
+            for way in ("up", "down"):
+                with Meter(target) as meter:
+                    seconds = await clients.ws_stream(ws, way, count=count, size=size,
+                                                      timeout=ctx.profile.scenario_timeout)
+                out[f"wsbig_{way}_mibs"] = mib / seconds
+                out[f"wsbig_{way}_cpu"] = meter.per(mib, 1e3)
+        finally:
+            ws.abort()
+        return out

@@ -48,8 +48,8 @@ Websockets (a GET with Upgrade: websocket):
 
     /ws-echo               a correct echo: data frames echoed, a close frame answered
     /ws-flood              accepts, then sends text frames m0, m1, ... as fast as the socket
-                           takes them; counters["flood_sent"]; event "ws-flood ended" when a
-                           write fails or a close frame comes back
+                           takes them; counters["flood_sent"]; a close frame is answered after
+                           the frame being sent; event "ws-flood ended" then, or when a write fails
     /ws-bad-accept         a 101 with a wrong Sec-WebSocket-Accept
     /ws-garbage            accepts, then a frame with reserved bits set
     /ws-masked             accepts, then a masked frame (servers never mask)
@@ -310,15 +310,17 @@ def route_websocket(conn, path, headers):
             if opcode in (0x1, 0x2):
                 conn.send(ws_frame(opcode, payload))
     elif path == "/ws-flood":
-        watcher = threading.Thread(target=_flood_watch, args=(conn,), daemon=True)
+        closed: list[bytes] = []
+        watcher = threading.Thread(target=_flood_watch, args=(conn, closed), daemon=True)
         watcher.start()
         i = 0
         try:
-            while True:
+            while not closed:
                 conn.send(ws_frame(0x1, b"m%d" % i))
                 i += 1
                 if i % 100 == 0:
                     count("flood_sent", 100)
+            conn.send(ws_frame(0x8, closed[0][:2]))  # the close answered, after a whole frame
         except OSError:
             pass
         event("ws-flood ended")
@@ -340,13 +342,15 @@ def route_websocket(conn, path, headers):
         conn.wait_closed()
 
 
-def _flood_watch(conn):
-    """Read what the other side sends during a flood; a close frame ends the flood (shutdown)."""
+def _flood_watch(conn, closed):
+    """Read what the other side sends during a flood; a close frame ends the flood (the flood
+    answers it between two frames), the connection ending ends it at once (shutdown)."""
     try:
         while True:
-            opcode, _ = ws_read_frame(conn)
+            opcode, payload = ws_read_frame(conn)
             if opcode == 0x8:
-                break
+                closed.append(payload)
+                return
     except (Gone, OSError):
         pass
     try:

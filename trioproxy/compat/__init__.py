@@ -1,14 +1,15 @@
 """Every reach into a dependency's private parts, one module per dependency.
 
 trioproxy adapts hypercorn (its per-connection server, its HTTP/1.1 protocol,
-its websocket stream), h11's server connection, wsproto's frame decoder and
-trio-websocket's wsproto connection in ways their public APIs do not offer.
+its websocket stream) and h11's server connection in ways their public APIs
+do not offer. (wsproto and trio-websocket had modules here while websocket
+frames were decoded; the relay of :mod:`trioproxy.proxy.ws_relay` reaches
+into neither.)
 Each such reach lives in one module here, and nowhere else in trioproxy:
 
-    hypercorn.py        the per-connection server, the HTTP/1.1 protocol, the websocket stream
+    hypercorn.py        the per-connection server, the HTTP/1.1 protocol (and the seam that gives
+                        a websocket's raw bytes to the relay), the websocket stream
     h11.py              the server connection trioproxy's strict-head guard subclasses
-    wsproto.py          the frame decoder the inbound size limit hooks into
-    trio_websocket.py   the wsproto connection under a trio-websocket connection
 
 Each module names the releases it was read against (``TESTED``) and has a
 ``check()`` that compares the installed release and verifies that every name
@@ -34,8 +35,6 @@ __all__ = ["MODULES", "CompatError", "check_all"]
 MODULES = {
     "hypercorn": "trioproxy.compat.hypercorn",
     "h11": "trioproxy.compat.h11",
-    "wsproto": "trioproxy.compat.wsproto",
-    "trio-websocket": "trioproxy.compat.trio_websocket",
 }
 
 

@@ -21,6 +21,13 @@ here, and :func:`check` verifies it:
   trioproxy's h11 connection (``.connection``) and makes its websocket stream
   trioproxy's class. Hypercorn answers a ``RemoteProtocolError`` raised by
   that connection with its ``error_status_hint`` (``H11Protocol._handle_events``).
+  After a websocket's 101, :meth:`ServerConnection.divert` sends the
+  client's raw bytes past the protocol: ``H11Protocol.handle(RawData)``
+  would buffer them in its ``H11WSConnection`` and hand them on as ``Data``
+  to the websocket stream, which decodes frames with wsproto; the websocket
+  relay wants them as they are read. That is the one seam the relay needs,
+  and the narrowest: the read loop, the writes, the connection's task and
+  its closing stay hypercorn's (and :mod:`trioproxy.server.tcp`'s).
 * :class:`WebsocketStream`: ``hypercorn.protocol.ws_stream.WSStream``, for
   subclassing by :mod:`trioproxy.server.ws_stream`.
 
@@ -44,9 +51,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 import h11
 import trio
 from hypercorn.config import Config
-from hypercorn.events import Closed
+from hypercorn.events import Closed, RawData
 from hypercorn.protocol import ProtocolWrapper
-from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.h11 import H11Protocol, H11WSConnection
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, Handshake, WSStream
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.task_group import TaskGroup
@@ -60,7 +67,6 @@ from .probe import Reaches, attribute, method, probe, uses
 if TYPE_CHECKING:
     from hypercorn.typing import AppWrapper
     from wsproto.connection import Connection as WSConnection
-    from wsproto.events import Event as WSEvent
 
 __all__ = ["TESTED", "ASGIWebsocketState", "IdleTimer", "ServerConnection", "WebsocketStream", "Worker", "check"]
 
@@ -117,9 +123,13 @@ class ServerConnection(TCPServer):
     client's trio stream), ``send_lock`` (the lock every write takes) and
     ``protocol_send(event)`` (every event the protocol sends: override, and
     call it for what is not overridden). Added here: :meth:`read_loop` and
-    :meth:`not_http11` (override), :meth:`end_connection` and
-    :meth:`plain_transport`.
+    :meth:`not_http11` (override), :meth:`end_connection`,
+    :meth:`plain_transport`, :meth:`divert` and :meth:`forget_request`, and :attr:`receive_bytes`
+    (what :meth:`read_loop` should read at a time, once set).
     """
+
+    #: Bytes per read from the client, when set (a diverted websocket's; 0: the read loop's own).
+    receive_bytes = 0
 
     def __init__(
         self,
@@ -165,6 +175,31 @@ class ServerConnection(TCPServer):
         """The connection is over: hypercorn closes the socket and tells its protocol."""
         await self.protocol_send(Closed())
 
+    def divert(self, reader: Callable[[bytes], Awaitable[None]], receive_bytes: int) -> bool:
+        """From now on every non-empty read from the client goes to ``reader``, not to the protocol,
+        ``receive_bytes`` at a time.
+
+        For an upgraded websocket only (its 101 about to go or gone: the protocol has
+        nothing more to parse); the end of the connection still reaches the protocol
+        (``Closed``). False if the protocol is not the HTTP/1.1 one this module adopted,
+        or not upgraded.
+        """
+        h1 = getattr(self.protocol, "protocol", None)
+        if not isinstance(h1, _AdoptingH11Protocol) or not isinstance(h1.connection, H11WSConnection):
+            return False
+        object.__setattr__(h1, "trioproxy_reader", reader)
+        self.receive_bytes = receive_bytes
+        return True
+
+    def forget_request(self) -> None:
+        """After a diverted websocket's 101 is out: let go of the request's h11 state, which the
+        upgraded connection keeps only to write the 101 (or an HTTP refusal) with."""
+        h1 = getattr(self.protocol, "protocol", None)
+        if isinstance(h1, _AdoptingH11Protocol) and h1.trioproxy_reader is not None:
+            connection = h1.connection
+            if isinstance(connection, H11WSConnection):
+                connection.h11_connection = None  # type: ignore[assignment]  # nothing sends after the 101
+
     def plain_transport(self) -> tuple[trio.Lock, trio.SocketStream] | None:
         """The lock that writes to the client take, and its plain TCP stream; None on TLS."""
         if isinstance(self.stream, trio.SocketStream):
@@ -176,6 +211,15 @@ class _AdoptingH11Protocol(H11Protocol):
     """hypercorn's ``H11Protocol`` whose websocket stream, once hypercorn makes it, becomes trioproxy's."""
 
     trioproxy_server: ServerConnection
+    #: Set by :meth:`ServerConnection.divert`: where the client's bytes go instead.
+    trioproxy_reader: Callable[[bytes], Awaitable[None]] | None = None
+
+    async def handle(self, event: Any) -> None:
+        reader = self.trioproxy_reader
+        if reader is not None and type(event) is RawData and event.data:
+            await reader(event.data)
+            return
+        await super().handle(event)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # hypercorn's _create_stream makes a WSStream and stores it here before giving it any event.
@@ -194,7 +238,7 @@ class WebsocketStream(WSStream):
     ``stream_id``, ``app_put`` (the app's queue, None before it runs),
     ``send(event)`` (hypercorn's protocol events toward the client) and the
     methods ``handle(event)`` and ``app_send(message)`` (override, and call).
-    Added here: :attr:`connection_server`, :meth:`send_event`, and the hooks
+    Added here: :attr:`connection_server` and the hooks
     :attr:`offer_extensions`, :meth:`scope_extensions` and :meth:`accepted`.
     """
 
@@ -245,10 +289,6 @@ class WebsocketStream(WSStream):
 
         handshake.accept = accept_and_tell  # type: ignore[method-assign]  # this handshake only
 
-    async def send_event(self, event: WSEvent) -> None:
-        """Send a wsproto event to the client (nothing if wsproto refuses it: the connection is closing)."""
-        await self._send_wsproto_event(event)
-
 
 def check() -> str:
     """Fail loudly unless hypercorn is a tested release with every reached name as expected."""
@@ -285,11 +325,15 @@ def check() -> str:
     r.need(uses(H11Protocol, "H11Protocol", "__init__", "connection"))
     r.need(uses(H11Protocol, "H11Protocol", "_create_stream", "WSStream", "stream"))
     r.need(uses(H11Protocol, "H11Protocol", "_handle_events", "RemoteProtocolError", "error_status_hint"))
+    r.need(method(H11Protocol, "H11Protocol", "handle", ("event",)))
+    r.need(uses(H11Protocol, "H11Protocol", "handle", "RawData", "receive_data", "_handle_events"))
+    r.need(uses(H11Protocol, "H11Protocol", "_create_stream", "H11WSConnection", "connection"))
+    r.need(uses(H11WSConnection, "H11WSConnection", "send", "h11_connection"))
+    r.need(uses(H11Protocol, "H11Protocol", "_maybe_recycle", "our_state", "their_state"))
     # The websocket stream (WebsocketStream)
     r.need(_subclass_safe(WSStream, "WSStream"))
     r.need(method(WSStream, "WSStream", "handle", ("event",)))
     r.need(method(WSStream, "WSStream", "app_send", ("message",)))
-    r.need(method(WSStream, "WSStream", "_send_wsproto_event", ("event",)))
     r.need(uses(WSStream, "WSStream", "handle", "handshake", "scope", "spawn_app", "app", "app_put"))
     r.need(uses(WSStream, "WSStream", "app_send", "_accept"))
     r.need(uses(WSStream, "WSStream", "_accept", "handshake", "accept", "connection"))

@@ -4,8 +4,9 @@ Requests are seen in one place, the front (:class:`~.front.Front` wraps each
 HTTP request and websocket in :func:`logged`), so every answer is logged once:
 the app's, trioproxy's own pages, redirects to the login, refusals. A request
 is logged when its answer ends; a websocket when it closes, with its duration
-and the messages it carried each way (counted on the client's port: the
-bridge's messages do not pass through ASGI).
+and the messages it carried each way (the bridge's frame trackers count them
+and fill in the :class:`~trioproxy.websocket_port.MessageCounts` this module
+puts in the scope: the bridge's frames do not pass through ASGI).
 
 Text: the common log format (client, ``-``, user, time, request line, status,
 bytes of the body) followed by the duration in seconds and, for a websocket,
@@ -35,7 +36,7 @@ from typing import Any
 
 import trio
 
-from ..websocket_port import PORT_EXTENSION, ClientPort, ClientSink, port_of
+from ..websocket_port import COUNTS_EXTENSION, MessageCounts
 
 logger = logging.getLogger("trioproxy.access")
 
@@ -69,7 +70,7 @@ def _printable(text: str) -> str:
 class Entry:
     """What one request's line says, filled in as its answer goes out."""
 
-    __slots__ = ("bytes", "client", "messages_in", "messages_out", "method", "path", "protocol", "scope",
+    __slots__ = ("bytes", "client", "counts", "method", "path", "protocol", "scope",
                  "started", "started_wall", "status", "websocket")
 
     def __init__(self, scope: Mapping[str, Any]) -> None:
@@ -86,8 +87,7 @@ class Entry:
         self.protocol = "HTTP/" + str(scope.get("http_version", "1.1"))
         self.status = 0
         self.bytes = 0
-        self.messages_in = 0
-        self.messages_out = 0
+        self.counts = MessageCounts()
         self.started = trio.current_time()
         self.started_wall = time.time()
 
@@ -120,7 +120,7 @@ class Entry:
             "duration_s": round(duration_s, 6),
         }
         if self.websocket:
-            out.update(websocket=True, messages_in=self.messages_in, messages_out=self.messages_out)
+            out.update(websocket=True, messages_in=self.counts.messages_in, messages_out=self.counts.messages_out)
         return out
 
     def line(self, duration_s: float) -> str:
@@ -130,65 +130,15 @@ class Entry:
         text = (f'{self.client} - {user} [{when}] "{self.method} {self.path} {self.protocol}" '
                 f"{self.status or '-'} {self.bytes} {duration_s:.3f}s")
         if self.websocket:
-            text += f" ws in={self.messages_in} out={self.messages_out}"
+            text += f" ws in={self.counts.messages_in} out={self.counts.messages_out}"
         return text
-
-
-class _CountingSink:
-    """The bridge's sink, counting the client's messages on their way."""
-
-    __slots__ = ("_entry", "_sink")
-
-    def __init__(self, sink: ClientSink, entry: Entry) -> None:
-        self._sink, self._entry = sink, entry
-
-    async def from_client(self, message: bytes | str) -> None:
-        self._entry.messages_in += 1
-        await self._sink.from_client(message)
-
-    def client_closed(self, code: int, reason: str) -> None:
-        self._sink.client_closed(code, reason)
-
-
-class _CountingPort:
-    """The client's port as the bridge sees it, counting the messages each way."""
-
-    __slots__ = ("_entry", "_port")
-
-    def __init__(self, port: ClientPort, entry: Entry) -> None:
-        self._port, self._entry = port, entry
-
-    @property
-    def closed(self) -> bool:
-        return self._port.closed
-
-    @property
-    def last_heard(self) -> float:
-        return self._port.last_heard
-
-    def attach(self, sink: ClientSink) -> None:
-        self._port.attach(_CountingSink(sink, self._entry))
-
-    async def send_message(self, message: bytes | str) -> None:
-        self._entry.messages_out += 1
-        await self._port.send_message(message)
-
-    async def ping(self) -> None:
-        await self._port.ping()
-
-    async def fail(self, code: int, reason: str) -> None:
-        await self._port.fail(code, reason)
-
-    def close_at_once(self, code: int, reason: str) -> bool:
-        return self._port.close_at_once(code, reason)
 
 
 async def logged(app: App, scope: dict[str, Any], receive: Any, send: Send) -> None:
     """Run ``app`` for one request or websocket, and log its line when it ends (however it ends)."""
-    port = port_of(scope) if scope["type"] == "websocket" else None
     entry = Entry(scope)
-    if port is not None:
-        extensions = {**scope["extensions"], PORT_EXTENSION: {"port": _CountingPort(port, entry)}}
+    if entry.websocket:
+        extensions = {**(scope.get("extensions") or {}), COUNTS_EXTENSION: {"counts": entry.counts}}
         scope = {**scope, "extensions": extensions}
         entry.scope = scope
 

@@ -14,9 +14,9 @@ One task watches every websocket (it looks at each a few times per interval),
 rather than a task per websocket: an idle websocket is mostly its bookkeeping,
 and a sleeping task is about 3 KiB of it. A ping or a close that has to wait
 for a slow client goes out from a short-lived task of its own, so it never
-holds up the others. A websocket's client side is a
-:class:`trioproxy.websocket_port.ClientPort` (``closed``, ``last_heard``,
-``ping()``, ``fail()``).
+holds up the others. What it watches is a :class:`Watched` (the relay,
+:class:`trioproxy.proxy.ws_relay.Relay`: it puts the ping between frames and
+takes the pong out).
 """
 
 from __future__ import annotations
@@ -24,17 +24,34 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Protocol
 
 import trio
 
 from ..settings import WS_PING_CHECKS_PER_INTERVAL
-from ..websocket_port import ClientPort as Port
 
 logger = logging.getLogger("trioproxy.proxy")
 
 #: The close code and reason for a client that answered nothing.
 TIMEOUT_CODE = 1011
 TIMEOUT_REASON = "keepalive ping timeout"
+
+
+class Watched(Protocol):
+    """A websocket's client side, as the keepalive sees it."""
+
+    #: True once the client's connection has ended.
+    closed: bool
+    #: ``trio.current_time()`` when the client last sent anything.
+    last_heard: float
+
+    async def ping(self) -> None: ...
+
+    async def fail(self, code: int, reason: str) -> None:
+        """Close ``code`` to the client, and end its connection without waiting for an answer."""
+
+
+Port = Watched
 
 
 class KeepAlive:

@@ -9,7 +9,9 @@ parser itself never refuses one, so a test can see what a peer sent.
 :class:`FrameReader` does both for a byte stream fed in arbitrary pieces.
 
 Used by the benchmark's websocket peers, the tests' raw client and the test
-apps (trioproxy itself frames with wsproto).
+apps. :class:`FrameTracker` is what the websocket relay
+(:mod:`trioproxy.proxy.ws_relay`) follows each direction with: frame headers
+only, payloads never decoded or unmasked.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ __all__ = [
     "MIN_HEADER",
     "FrameHeader",
     "FrameReader",
+    "FrameTracker",
     "Opcode",
     "accept_key",
+    "accept_problem",
     "close_payload",
     "encode",
     "encode_header",
@@ -38,12 +42,18 @@ __all__ = [
     "violation",
 ]
 
+#: Close codes of the tracker's verdicts (RFC 6455 §7.4.1).
+PROTOCOL_ERROR = 1002
+TOO_BIG = 1009
+
 #: The GUID of the opening handshake (RFC 6455 §1.3).
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: A control frame's payload is at most this long, in bytes (§5.5).
 MAX_CONTROL_PAYLOAD = 125
 #: Every header has at least these bytes: FIN/RSV/opcode, then MASK and the 7-bit length.
 MIN_HEADER = 2
+#: The longest header: 2 bytes, a 64-bit length and a masking key.
+MAX_HEADER = 14
 #: The 7-bit length values that announce a 16-bit and a 64-bit extended length.
 _LEN16, _LEN64 = 126, 127
 _ZERO_KEY = b"\x00\x00\x00\x00"
@@ -213,6 +223,41 @@ def violation(header: FrameHeader) -> str | None:
     return None
 
 
+def accept_problem(
+    headers: list[tuple[bytes, bytes]], key: bytes, offered: list[str]
+) -> tuple[str | None, str | None]:
+    """Check a server's 101 to a handshake that sent ``key`` and offered ``offered`` subprotocols
+    and no extension (RFC 6455 §4.1): (what is wrong or None, the subprotocol chosen or None).
+
+    ``headers`` are the 101's, names in lower case (as h11 gives them).
+    """
+    upgrade = connection = accept = None
+    protocols: list[bytes] = []
+    for name, value in headers:
+        if name == b"upgrade":
+            upgrade = value
+        elif name == b"connection":
+            connection = value
+        elif name == b"sec-websocket-accept":
+            accept = value.strip()
+        elif name == b"sec-websocket-protocol":
+            protocols.append(value.strip())
+        elif name == b"sec-websocket-extensions" and value.strip():
+            return f"an extension nobody offered ({value.decode('latin-1')[:60]})", None
+    if upgrade is None or upgrade.strip().lower() != b"websocket":
+        return "no Upgrade: websocket", None
+    if connection is None or b"upgrade" not in [t.strip().lower() for t in connection.split(b",")]:
+        return "no Connection: upgrade", None
+    if accept != accept_key(key):
+        return "a wrong Sec-WebSocket-Accept", None
+    if not protocols:
+        return None, None
+    chosen = protocols[0].decode("latin-1")
+    if len(protocols) > 1 or chosen not in offered:
+        return f"a subprotocol nobody offered ({chosen[:60]})", None
+    return None, chosen
+
+
 def close_payload(code: int, reason: bytes = b"") -> bytes:
     """A close frame's payload: the 2-byte code, then the reason."""
     return struct.pack("!H", code) + reason
@@ -250,3 +295,219 @@ class FrameReader:
     def pending(self) -> int:
         """Bytes received that are not yet part of a whole frame."""
         return len(self._buf)
+
+
+class FrameTracker:
+    """One direction of a websocket, followed from its frame headers alone; payloads pass untouched.
+
+    Sans-IO and pure: :meth:`feed` takes the bytes as they arrive, in any
+    pieces, and returns what may be passed on (the very object given, in the
+    common case: no copy). What it holds to (RFC 6455 §5), from the headers:
+
+    * frames from a client are masked, frames from a server are not (§5.1);
+    * no reserved bit is set (no extension is ever negotiated: §5.2), no
+      reserved opcode is used, control frames are whole and at most 125
+      bytes (§5.5), lengths are in their shortest encoding, and fragments
+      follow each other (§5.4): each a :data:`PROTOCOL_ERROR`;
+    * no frame and no message announces more than ``limit`` payload bytes
+      (:data:`TOO_BIG`), decided at the header, before any of the payload.
+
+    On a breach, ``error`` is (code, reason) and the bytes before the bad
+    header are all that pass (they end a frame: a control frame may follow).
+    After a close frame has passed whole, ``closed`` is set and nothing more
+    passes (RFC 6455 §5.5.1: nothing follows a close frame).
+
+    What it leaves to the endpoints, like nginx and configurable-http-proxy:
+    UTF-8 in text messages and close reasons (§8.1), and the close code (§7.4).
+    Checking them here would mean decoding (and for a client, unmasking)
+    every payload, and a conformant app must see every such case, and answer
+    it, exactly as it would without trioproxy in between.
+
+    Bookkeeping: ``messages`` counts data messages (at their last frame's
+    header), ``payload`` the data payload bytes announced; ``boundary`` is
+    the offset, in what the last :meth:`feed` returned, of the last frame
+    boundary in it (-1: none), and :attr:`at_boundary` whether all that passed
+    so far ends a frame: a control frame of the relay's own may go there.
+
+    ``pong``, when set, is the payload of a ping the relay sent: a pong that
+    answers it (whole within one fed piece, as such small frames arrive) is
+    taken out of what passes, and ``pong`` is cleared (``answered`` counts them). A pong
+    split across pieces passes on, which is harmless: an unsolicited pong is
+    allowed and needs no answer (§5.5.3).
+    """
+
+    __slots__ = ("_closing", "_control", "_fragmented", "_head", "_left", "_size", "answered", "boundary",
+                 "closed", "error", "from_client", "limit", "messages", "payload", "pong")
+
+    def __init__(self, *, from_client: bool, limit: int) -> None:
+        self.from_client = from_client
+        self.limit = limit
+        self.pong: bytes | None = None
+        self.answered = 0
+        self.messages = 0
+        self.payload = 0
+        self.boundary = -1
+        self.closed = False
+        self.error: tuple[int, str] | None = None
+        self._head = b""  # the start of a header that a piece ended in
+        self._left = 0  # payload bytes of the current frame still to come
+        self._control = False  # the current frame is a control frame
+        self._closing = False  # the current frame is a close frame
+        self._fragmented = False  # a data message is open (its last frame not seen yet)
+        self._size = 0  # payload bytes announced for the open message
+
+    @property
+    def at_boundary(self) -> bool:
+        return self._left == 0 and not self._head
+
+    @property
+    def stopped(self) -> bool:
+        """Nothing more passes: a breach, or after a close frame."""
+        return self.closed or self.error is not None
+
+    def feed(self, data: bytes) -> bytes:
+        """Follow ``data``; what of it may be passed on, in order (``data`` itself when all of it).
+
+        The start of a header that ``data`` ends in is held back until the
+        header is whole (it is at most 14 bytes), so that nothing of a header
+        that breaks a rule is ever passed on.
+        """
+        self.boundary = -1
+        if self.closed or self.error is not None or not data:
+            return b""
+        n = len(data)
+        left = self._left
+        prefix = held = self._head  # prefix: passed before data once its header is known to be sound
+        if not held:
+            if left >= n:  # inside a payload: the hot path of big messages
+                self._left = left - n
+                if left == n:
+                    self._frame_done(n)
+                return data
+            at = left
+            self._left = 0
+            if at:
+                self._frame_done(at)
+                if self.closed:
+                    return data[:at]
+        else:
+            at = 0
+        cut: tuple[int, int] | None = None
+        while at < n:
+            if held:  # a header begun in an earlier piece: at most 13 more bytes of it are needed
+                buf = held + data[: MAX_HEADER - len(held)]
+                need = header_size(buf)
+                if len(buf) < need:
+                    self._head = held + data
+                    return b""  # nothing passes: all of it is the start of one header
+                raw = buf[:need]
+                body_at = need - len(held)
+                start = -len(held)
+                self._head = b""
+            else:
+                if n - at < MIN_HEADER:
+                    self._head = data[at:]
+                    return self._passed(data, at, cut, prefix)
+                b1 = data[at + 1]
+                size = b1 & 0x7F
+                need = MIN_HEADER + (2 if size == _LEN16 else 8 if size == _LEN64 else 0) + (4 if b1 & 0x80 else 0)
+                if n - at < need:
+                    self._head = data[at:]
+                    return self._passed(data, at, cut, prefix)
+                raw = data[at : at + need]
+                body_at = at + need
+                start = at
+            length, problem = self._header(raw)
+            if problem is not None:
+                self.error = problem
+                return self._passed(data, max(start, 0), cut, prefix if start >= 0 else b"")
+            if (self.pong is not None and self._control and raw[0] & 0x0F == Opcode.PONG and start >= 0
+                    and length == len(self.pong) and body_at + length <= n and cut is None
+                    and mask(raw[-4:], data[body_at : body_at + length]) == self.pong):
+                cut = (start, body_at + length)
+                self.pong = None
+                self.answered += 1
+            end = body_at + length
+            if end > n:
+                self._left = end - n
+                return self._passed(data, n, cut, prefix)
+            at = end
+            self._frame_done(at)
+            if self.closed:
+                return self._passed(data, at, cut, prefix)
+            held = b""
+        return self._passed(data, n, cut, prefix)
+
+    def _frame_done(self, at: int) -> None:
+        if self.boundary < 0:
+            self.boundary = at
+        if self._closing:
+            self.closed = True
+
+    def _header(self, raw: bytes) -> tuple[int, tuple[int, str] | None]:
+        """The payload length of a whole header and what it breaks, if anything; sets the frame's state."""
+        b0, b1 = raw[0], raw[1]
+        size = b1 & 0x7F
+        if size == _LEN16:
+            length = struct.unpack_from("!H", raw, MIN_HEADER)[0]
+            if length < _LEN16:
+                return length, (PROTOCOL_ERROR, "a length not in its shortest encoding")
+        elif size == _LEN64:
+            length = struct.unpack_from("!Q", raw, MIN_HEADER)[0]
+            if length >> 63:
+                return length, (PROTOCOL_ERROR, "a 64-bit length with its most significant bit set")
+            if length < 1 << 16:
+                return length, (PROTOCOL_ERROR, "a length not in its shortest encoding")
+        else:
+            length = size
+        if bool(b1 & 0x80) is not self.from_client:
+            return length, (PROTOCOL_ERROR, "an unmasked frame" if self.from_client else "a masked frame")
+        if b0 & 0x70:
+            return length, (PROTOCOL_ERROR, "reserved bits set")
+        opcode = b0 & 0x0F
+        fin = bool(b0 & 0x80)
+        if opcode >= 0x8:
+            if opcode not in _DEFINED:
+                return length, (PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
+            if not fin:
+                return length, (PROTOCOL_ERROR, "a fragmented control frame")
+            if length > MAX_CONTROL_PAYLOAD:
+                return length, (PROTOCOL_ERROR, "a control frame over 125 bytes")
+            self._control = True
+            self._closing = opcode == Opcode.CLOSE
+            return length, None
+        if opcode not in _DEFINED:
+            return length, (PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
+        self._control = self._closing = False
+        if opcode == Opcode.CONTINUATION:
+            if not self._fragmented:
+                return length, (PROTOCOL_ERROR, "a continuation frame with no message to continue")
+            self._size += length
+        else:
+            if self._fragmented:
+                return length, (PROTOCOL_ERROR, "a new message inside a fragmented one")
+            self._size = length
+        if self._size > self.limit:
+            return length, (TOO_BIG, "message too big")
+        self._fragmented = not fin
+        self.payload += length
+        if fin:
+            self.messages += 1
+        return length, None
+
+    def _passed(self, data: bytes, end: int, cut: tuple[int, int] | None, held: bytes) -> bytes:
+        """``data[:end]`` without ``cut``, after the header bytes ``held`` from earlier pieces;
+        ``boundary`` moved to match."""
+        out = data if end == len(data) else data[:end]
+        if cut is not None:
+            a, b = cut
+            out = out[:a] + out[b:]
+            if self.boundary >= b:
+                self.boundary -= b - a
+            elif self.boundary > a:
+                self.boundary = a
+        if held:
+            out = held + out
+            if self.boundary >= 0:
+                self.boundary += len(held)
+        return out

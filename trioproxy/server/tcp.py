@@ -117,7 +117,7 @@ class StallBoundTCPServer(ServerConnection):
         # which trioproxy does not set (stalls are bounded per request and per write).
         while True:
             try:
-                data = await self.stream.receive_some(CLIENT_RECEIVE_BYTES)
+                data = await self.stream.receive_some(self.receive_bytes or CLIENT_RECEIVE_BYTES)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 break
             await self.protocol.handle(RawData(bytes(data)))
