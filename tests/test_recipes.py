@@ -223,6 +223,13 @@ def home_with_apps(home: Path, name: str) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     for filename in APP_FILES[name]:
         shutil.copy(REAL / filename, home / filename)
+    if name == "jupyterlab":
+        # Dash leaves a prebuilt-style extension (share/jupyter/lab/extensions/dash-jupyterlab.tgz)
+        # in the venv, for which JupyterLab offers a rebuild in a dialog that covers the page;
+        # the user's labconfig turns that check off.
+        labconfig = home / ".jupyter" / "labconfig"
+        labconfig.mkdir(parents=True, exist_ok=True)
+        (labconfig / "page_config.json").write_text(json.dumps({"buildCheck": False, "buildAvailable": False}))
     if name in APP_DATA and not (home / APP_DATA[name][1]).exists():
         script, target = APP_DATA[name]
         subprocess.run([sys.executable, str(REAL / script), target], cwd=home, check=True, timeout=60)
