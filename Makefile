@@ -15,6 +15,11 @@ NODE   ?= .node
 HUB4_SPEC ?= jupyterhub>=4.1,<4.2
 HUB5_SPEC ?= jupyterhub>=5.4,<6
 CHP_SPEC  ?= configurable-http-proxy@5
+# Recipe apps that cannot share $(VENV) (tests/test_recipes.py): MLflow in a venv of its own
+# (in $(VENV) it would downgrade pyarrow, python-dateutil and importlib-metadata), and Solara's
+# front end, which Solara fetches from a CDN at run time, unpacked from npm.
+APPS_DIR    ?= .apps
+MLFLOW_SPEC ?= mlflow>=3.17,<4
 
 .PHONY: demo test lint venv install install-test unit fuzz soak clean
 
@@ -50,6 +55,15 @@ $(NODE)/.installed:
 	npm install --silent --no-audit --no-fund --prefix $(NODE) $(CHP_SPEC)
 	touch $@
 
+$(APPS_DIR)/mlflow/.installed:
+	rm -rf $(APPS_DIR)/mlflow && $(PYTHON) -m venv $(APPS_DIR)/mlflow
+	$(APPS_DIR)/mlflow/bin/python -m pip install -q --disable-pip-version-check '$(MLFLOW_SPEC)'
+	touch $@
+
+$(APPS_DIR)/solara-cdn/.installed: $(VENV)/.installed-test
+	$(PY) tests/apps/real/solara_cdn.py $(APPS_DIR)/solara-cdn
+	touch $@
+
 # Headless browser for tests/browser.py: Debian's chromium, when root with apt-get (else those
 # tests skip). No stamp unless it is there, so a later `make test` as root still installs it.
 $(HUBS)/.chromium:
@@ -59,7 +73,8 @@ $(HUBS)/.chromium:
 	fi
 	@if [ -x /usr/bin/chromium ]; then touch $@; else echo "no /usr/bin/chromium: the browser tests will be skipped"; fi
 
-install-test: $(VENV)/.installed-test $(HUBS)/4/.installed $(HUBS)/5/.installed $(NODE)/.installed $(HUBS)/.chromium
+install-test: $(VENV)/.installed-test $(HUBS)/4/.installed $(HUBS)/5/.installed $(NODE)/.installed $(HUBS)/.chromium \
+	$(APPS_DIR)/mlflow/.installed $(APPS_DIR)/solara-cdn/.installed
 
 demo: install
 	@echo
@@ -115,4 +130,4 @@ test-oldest test-newest: test-%: .venv-%/.installed $(HUBS)/4/.installed $(HUBS)
 	.venv-$*/bin/python -m pytest $(BOUNDS_TESTS)
 
 clean:
-	rm -rf $(VENV) .venv-oldest .venv-newest $(HUBS) $(NODE) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-oldest .venv-newest $(HUBS) $(NODE) $(APPS_DIR) .pytest_cache build *.egg-info

@@ -7,11 +7,14 @@ one shared JupyterHub 6 (so each gets its own ``{base_url}``, ``/user/alice/<nam
 browser logs in with the Hub's form, lands on the app through OAuth, waits until the
 framework has rendered the app's title, clicks its button (or types) once and sees the
 result that the server computed, which only arrives over the framework's websocket,
-callback or queue through trioproxy.
+callback or queue through trioproxy. The first six run one after the other, each with a
+browser of its own; the others (``LATER_INTERACTIONS``) are started together through the
+Hub's API and visited one by one in one browser, after one login.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -20,7 +23,7 @@ import trio
 
 from .browser import browse, needs_chromium
 from .hub import TRIOPROXY, HubProcess, installed_versions, shared_hub
-from .test_recipes import home_with_apps, needs, recipe_words
+from .test_recipes import SOLARA_CDN, app_path, home_with_apps, missing, needs, recipe_words
 
 pytestmark = [pytest.mark.slow, pytest.mark.apps]
 
@@ -172,3 +175,138 @@ async def test_chromium_follows_the_start_up_page_to_the_app():
                 timeout=80,
             )
     assert out.get("error") is None, out
+
+
+#: The recipes added later, as INTERACTIONS: all started at once, then visited in one browser.
+#: A step's ``"path"`` (after the server's prefix) is opened first where the app's own start
+#: page is not the one to click on.
+LATER_INTERACTIONS = {
+    "shiny": [
+        {"wait_selector": "h1:has-text('trioproxy shiny test')", "timeout": 60},
+        {"wait_selector": "text=shiny computed 42", "timeout": 30},
+        {"fill": "#word", "value": "trio"},
+        {"wait_selector": "text=trio computed 42", "timeout": 30},
+    ],
+    "marimo": [
+        {"wait_selector": "text=marimo computed 42", "timeout": 60},
+        {"fill": "marimo-text input", "value": "trio"},
+        {"press": "marimo-text input", "key": "Enter"},
+        {"wait_selector": "text=trio computed 42", "timeout": 30},
+    ],
+    "solara": [
+        {"wait_selector": "h1:has-text('trioproxy solara test')", "timeout": 60},
+        {"click": "button:has-text('Compute')"},
+        {"wait_selector": "text=solara computed 42", "timeout": 30},
+    ],
+    "nicegui": [
+        {"wait_selector": "text=trioproxy nicegui test >> visible=true", "timeout": 60},
+        {"click": "#compute"},
+        {"wait_selector": "text=nicegui computed 42", "timeout": 30},
+    ],
+    "jupyterlab": [
+        # A console on a Python kernel runs a line (over the kernel's websocket)...
+        {"wait_selector": ".jp-LauncherCard[data-category='Console']", "timeout": 90},
+        {"click": ".jp-LauncherCard[data-category='Console']"},
+        # (the kernel's banner: its kernel_info_reply came over the websocket)
+        {"wait_selector": "text=An enhanced Interactive Python", "timeout": 60},
+        {"fill": ".jp-CodeConsole-promptCell .cm-content", "value": "print(6 * 7, 'from the kernel')"},
+        {"press": ".jp-CodeConsole-promptCell .cm-content", "key": "Shift+Enter"},
+        {"wait_selector": ".jp-OutputArea-output:has-text('42 from the kernel')", "timeout": 60},
+        # ...and a terminal opens from a new launcher.
+        {"click": "#jp-main-dock-panel .lm-TabBar-addButton:not(.lm-mod-hidden)"},
+        {"wait_selector": ".jp-LauncherCard[data-category='Other'][title*='erminal']", "timeout": 30},
+        {"click": ".jp-LauncherCard[data-category='Other'][title*='erminal']"},
+        {"wait_selector": ".jp-Terminal .xterm", "timeout": 30},
+        {"wait_function": "fetch('/user/alice/jupyterlab/api/terminals').then(r => r.json()).then(t => t.length > 0)",
+         "timeout": 30},
+    ],
+    "tensorboard": [
+        # The time series dashboard draws the scalar's card from the logs (data fetched by POST);
+        # a click pins it, and the pinned copy appears above.
+        {"wait_selector": "text=trioproxy/computed >> visible=true", "timeout": 60},
+        {"click": "button[aria-label*='Pin']"},
+        {"wait_selector": "text=trioproxy/computed >> nth=1", "timeout": 30},
+    ],
+    "mlflow": [
+        {"wait_selector": "a[href*='experiments/0']", "timeout": 90},
+        # The Default experiment's page: its charts come from the REST API (POSTed searches).
+        {"click": "a[href*='experiments/0']"},
+        {"wait_url": "**/user/alice/mlflow/#/experiments/0**", "timeout": 30},
+        {"wait_selector": "text=No data available for the selected time range >> nth=0", "timeout": 60},
+    ],
+    "datasette": [
+        {"wait_selector": "h1:has-text('trioproxy datasette test')", "timeout": 60},
+        {"path": "data/add_word"},
+        {"fill": "input[name=word]", "value": "trio"},
+        {"click": "form.sql [type=submit]"},
+        {"wait_selector": "text=datasette stored the word", "timeout": 30},
+        {"path": "data/words?word=trio"},
+        {"wait_selector": "text=trio computed 42", "timeout": 30},
+    ],
+    "fastapi": [
+        {"wait_selector": "h1:has-text('trioproxy fastapi test')", "timeout": 60},
+        {"fill": "#word", "value": "trio"},
+        {"click": "#compute"},
+        {"wait_selector": "text=trio computed 42", "timeout": 30},
+    ],
+    "flask": [
+        {"wait_selector": "#login", "timeout": 60},
+        {"fill": "#name", "value": "trio"},
+        {"click": "#login"},
+        {"wait_url": "**/user/alice/flask/dashboard", "timeout": 30},
+        {"wait_selector": "text=trio computed 42", "timeout": 30},
+    ],
+}
+
+
+@needs_chromium
+async def test_chromium_renders_the_later_recipes_through_jupyterhub(hub, tmp_path):
+    names = [name for name in LATER_INTERACTIONS if missing(name) is None]
+    if not names:
+        pytest.skip("none of the later recipes' apps is installed")
+    home = hub.tmp / "home" / "alice"
+    for name in names:
+        home_with_apps(home, name)
+        env = {"PATH": app_path(), "SOLARA_ASSETS_PROXY_CACHE_DIR": str(SOLARA_CDN)}
+        hub.set_server_cmd("alice", name, [TRIOPROXY, *recipe_words(name)[1:]], env=env)
+    # One login, then each app in turn; ``owner[i]`` is the recipe that action i belongs to.
+    actions: list[dict] = [
+        {"goto": f"{hub.url}/hub/login?next=%2Fhub%2Fhome"},
+        {"fill": "#username_input", "value": "alice"},
+        {"fill": "#password_input", "value": "pw"},
+        {"click": "#login_submit"},
+        {"wait_url": "**/hub/home", "timeout": 30},
+    ]
+    owner = ["login"] * len(actions)
+    for name in names:
+        server = f"{hub.url}/user/alice/{name}/"
+        steps = [
+            # The server's prefix -> Hub authorize (alice's own server: no question) -> the app.
+            {"goto": server, "timeout": 60},
+            {"wait_url": f"**/user/alice/{name}/**", "timeout": 30},
+            *[{"goto": server + s["path"], "timeout": 30} if "path" in s else s for s in LATER_INTERACTIONS[name]],
+            {"url": True},
+            {"screenshot": str(tmp_path / f"{name}.png")},
+        ]
+        actions += steps
+        owner += [name] * len(steps)
+    offset = hub.log_offset()
+    with trio.fail_after(600):
+        try:
+            # Started together through the Hub's API: each app starts while the others do.
+            async with trio.open_nursery() as nursery:
+                for name in names:
+                    nursery.start_soon(functools.partial(hub.start_server, "alice", name, timeout=180))
+            out = await browse(actions, timeout=480, check=False)
+        finally:
+            with trio.CancelScope(shield=True):
+                async with trio.open_nursery() as nursery:
+                    for name in names:
+                        nursery.start_soon(functools.partial(hub.stop_server, "alice", name, timeout=60))
+    done = len(out.get("results", []))
+    failed = owner[min(done, len(owner) - 1)] if out.get("error") else None
+    if failed is not None:
+        page = out.get("html", "")[:3000]
+        raise AssertionError(f"{failed}: {out['error']}\n--- at {out.get('url')} ---\n{page}\n{hub.log_since(offset)}")
+    for name in names:
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000, name

@@ -1,4 +1,6 @@
-"""The README's recipes, run as written: Streamlit, Voila, Panel, Bokeh, Dash and Gradio.
+"""The README's recipes, run as written: Streamlit, Voila, Panel, Bokeh, Dash, Gradio, Shiny,
+marimo, Solara, NiceGUI, JupyterLab, TensorBoard, MLflow, Datasette, FastAPI (uvicorn) and
+Flask (gunicorn).
 
 Each command line below is the one in README.md's *Recipes* section, character for
 character (``test_readme_shows_every_recipe`` checks that, and the ``jupyterhub_config.py``
@@ -13,7 +15,15 @@ server would run it, and checks what a browser needs:
 * the framework's live channel works end to end through trioproxy: Streamlit's websocket
   (a rerun, then a button click), the Bokeh/Panel websocket (the document, then a click
   that a Python callback answers), Voila's kernel websocket (a widget click answered by the
-  kernel), Dash's callback POST and Gradio's queue (a POST, then server-sent events).
+  kernel), Dash's callback POST and Gradio's queue (a POST, then server-sent events);
+  Shiny's websocket (an input changed, the output recomputed), marimo's (a UI element's
+  value POSTed, the dependent cell's new output over the websocket), Solara's kernel
+  websocket (a click answered by a callback), NiceGUI's socket.io (a click event, the label's
+  update), JupyterLab's kernel websocket (code run) and terminal websocket (a shell command),
+  TensorBoard's scalars POST, MLflow's REST API (POSTs writing a run and its metric, read
+  back), Datasette's writable canned query (a form POST with its CSRF token), FastAPI's JSON
+  POST and websocket, and Flask's login form (a POST, a session cookie under the prefix and a
+  ``url_for`` redirect that stays there).
 
 ``tests/test_browser.py`` runs the same lines in a real JupyterHub with a real browser.
 """
@@ -29,11 +39,12 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -69,6 +80,40 @@ RECIPES = {
     ),
     "dash": "trioproxy --ready-timeout 60 -- python dash_app.py --port {port} --base-url {base_url}/",
     "gradio": "trioproxy --ready-timeout 60 -- python gradio_app.py --port {port} --root-path {base_url}",
+    "shiny": "trioproxy --ready-timeout 60 -- shiny run shiny_app.py --port {port} --host 127.0.0.1 --no-dev-mode",
+    "marimo": (
+        "trioproxy --keep-prefix --ready-timeout 60 -- marimo run marimo_app.py"
+        " --port {port} --host 127.0.0.1 --headless --base-url {base_url}"
+    ),
+    "solara": (
+        "trioproxy --ready-check-path /readyz --ready-timeout 60 -- solara run solara_app.py"
+        " --port {port} --host 127.0.0.1 --production --no-open --root-path {base_url}"
+    ),
+    "nicegui": "trioproxy --ready-timeout 60 -- python nicegui_app.py --port {port}",
+    "jupyterlab": (
+        "trioproxy --keep-prefix --ready-timeout 60 -- jupyter lab --no-browser --allow-root"
+        " --ip=127.0.0.1 --port={port} --ServerApp.base_url={base_url}/"
+        " --IdentityProvider.token= --ServerApp.password="
+    ),
+    "tensorboard": (
+        "trioproxy --keep-prefix --ready-timeout 60 -- tensorboard --logdir logs"
+        " --host 127.0.0.1 --port {port} --path_prefix {base_url}"
+    ),
+    "mlflow": (
+        "trioproxy --keep-prefix --ready-timeout 90 -- mlflow server"
+        " --host 127.0.0.1 --port {port} --workers 1 --static-prefix {base_url}"
+    ),
+    "datasette": (
+        "trioproxy --keep-prefix --ready-timeout 60 -- datasette serve data.db --metadata datasette.json"
+        " --host 127.0.0.1 --port {port} --setting base_url {base_url}/"
+    ),
+    "fastapi": (
+        "trioproxy --ready-timeout 60 -- uvicorn fastapi_app:app --host 127.0.0.1 --port {port} --root-path {base_url}"
+    ),
+    "flask": (
+        "trioproxy --keep-prefix --ready-timeout 60 -- gunicorn --bind 127.0.0.1:{port}"
+        " --env SCRIPT_NAME={base_url} --no-control-socket flask_app:app"
+    ),
 }
 
 #: The files each recipe needs in its working folder (all from tests/apps/real/).
@@ -79,7 +124,39 @@ APP_FILES = {
     "bokeh": ["bokeh_app.py"],
     "dash": ["dash_app.py"],
     "gradio": ["gradio_app.py"],
+    "shiny": ["shiny_app.py"],
+    "marimo": ["marimo_app.py"],
+    "solara": ["solara_app.py"],
+    "nicegui": ["nicegui_app.py"],
+    "jupyterlab": ["notebook.ipynb"],
+    "tensorboard": [],
+    "mlflow": [],
+    "datasette": ["datasette.json"],
+    "fastapi": ["fastapi_app.py"],
+    "flask": ["flask_app.py"],
 }
+
+#: Data a recipe's app reads, made in its working folder by a script of tests/apps/real/
+#: (``python SCRIPT ARG``): TensorBoard's logs, Datasette's SQLite file.
+APP_DATA = {
+    "tensorboard": ("tensorboard_logs.py", "logs"),
+    "datasette": ("datasette_data.py", "data.db"),
+}
+
+#: What each recipe needs installed: Python modules of this venv, or a command (MLflow has a venv
+#: of its own, ``.apps/mlflow``: it would downgrade pyarrow, python-dateutil and
+#: importlib-metadata under the other apps).
+REQUIRES = {
+    "voila": ["voila", "ipywidgets"],
+    "jupyterlab": ["jupyterlab", "jupyter_server_terminals"],
+    "fastapi": ["fastapi", "uvicorn"],
+    "flask": ["flask", "gunicorn"],
+}
+APPS_DIR = ROOT / ".apps"
+MLFLOW_BIN = APPS_DIR / "mlflow" / "bin"
+#: Solara's front end, unpacked from npm by ``make install-test`` (tests/apps/real/solara_cdn.py):
+#: Solara would fetch it from cdn.jsdelivr.net, which this machine cannot reach.
+SOLARA_CDN = APPS_DIR / "solara-cdn"
 
 
 def recipe_words(name: str) -> list[str]:
@@ -125,33 +202,67 @@ def _yaml_scalar(word: str) -> str:
     return json.dumps(word)
 
 
+def missing(name: str) -> str | None:
+    """What the recipe needs and is not installed, or None."""
+    if name == "mlflow":
+        return None if (MLFLOW_BIN / "mlflow").exists() else f"{MLFLOW_BIN / 'mlflow'} (make install-test)"
+    if name == "solara" and not SOLARA_CDN.is_dir():
+        return f"{SOLARA_CDN} (make install-test)"
+    absent = [m for m in REQUIRES.get(name, [name]) if importlib.util.find_spec(m) is None]
+    return ", ".join(absent) or None
+
+
 def needs(name: str):
-    """Skip unless the recipe's framework (a module of the same name) is installed."""
-    return pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"{name} is not installed")
+    """Skip unless the recipe's framework is installed."""
+    what = missing(name)
+    return pytest.mark.skipif(what is not None, reason=f"{name}: {what} is not installed")
 
 
 def home_with_apps(home: Path, name: str) -> Path:
-    """A folder like a user's home on a Hub, holding the recipe's app files."""
+    """A folder like a user's home on a Hub, holding the recipe's app files (and data)."""
     home.mkdir(parents=True, exist_ok=True)
     for filename in APP_FILES[name]:
         shutil.copy(REAL / filename, home / filename)
+    if name == "jupyterlab":
+        # Dash leaves a prebuilt-style extension (share/jupyter/lab/extensions/dash-jupyterlab.tgz)
+        # in the venv, for which JupyterLab offers a rebuild in a dialog that covers the page;
+        # the user's labconfig turns that check off.
+        labconfig = home / ".jupyter" / "labconfig"
+        labconfig.mkdir(parents=True, exist_ok=True)
+        (labconfig / "page_config.json").write_text(json.dumps({"buildCheck": False, "buildAvailable": False}))
+    if name in APP_DATA and not (home / APP_DATA[name][1]).exists():
+        script, target = APP_DATA[name]
+        subprocess.run([sys.executable, str(REAL / script), target], cwd=home, check=True, timeout=60)
     return home
 
 
+def app_path() -> str:
+    """``PATH`` for the apps: this venv's commands first, then MLflow's."""
+    return os.pathsep.join([str(BIN), str(MLFLOW_BIN), os.environ.get("PATH", "/usr/bin:/bin")])
+
+
 def app_env(home: Path) -> dict[str, str]:
-    return {"PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "/usr/bin:/bin")]), "HOME": str(home)}
+    """The environment of a recipe's server (on a Hub too: ``tests/test_browser.py``)."""
+    return {"PATH": app_path(), "HOME": str(home), "SOLARA_ASSETS_PROXY_CACHE_DIR": str(SOLARA_CDN)}
 
 
 @contextlib.asynccontextmanager
 async def run_recipe(name: str, home: Path) -> AsyncIterator[Proxy]:
     """trioproxy (``--authtype none``) running the recipe under ``/user/alice/``, app ready."""
     home_with_apps(home, name)
-    async with run_proxy(recipe_words(name)[1:], prefix=PREFIX, env=app_env(home), cwd=str(home)) as proxy:
-        try:
-            await proxy.wait_ready(60)
-        except trio.TooSlowError:
-            raise AssertionError(f"{name} never got ready:\n{proxy.log[-4000:]}") from None
-        yield proxy
+    # Not in the app's environment: NiceGUI takes PYTEST_CURRENT_TEST for its own test mode
+    # (and waits for a test client that never comes). A Hub does not pass it either.
+    outside = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        async with run_proxy(recipe_words(name)[1:], prefix=PREFIX, env=app_env(home), cwd=str(home)) as proxy:
+            try:
+                await proxy.wait_ready(60)
+            except trio.TooSlowError:
+                raise AssertionError(f"{name} never got ready:\n{proxy.log[-4000:]}") from None
+            yield proxy
+    finally:
+        if outside is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = outside
 
 
 def client() -> httpx.AsyncClient:
@@ -461,3 +572,310 @@ async def test_gradio(tmp_path):
                         assert message["success"], message
                         assert message["output"]["data"] == ["trio computed 42"]
                         break
+
+
+# --------------------------------------------------------------------------- Shiny
+
+
+async def _shiny_value(ws: WebSocketConnection, output: str) -> str:
+    """The next value of ``output`` that Shiny's server sends (``{"values": {...}}``)."""
+    while True:
+        message = json.loads(await ws.get_message())
+        if output in (message.get("values") or {}):
+            return str(message["values"][output])
+
+
+@needs("shiny")
+async def test_shiny(tmp_path):
+    with trio.fail_after(60):
+        async with run_recipe("shiny", tmp_path / "home") as p, client() as c:
+            page = await get_page(c, p.url + "/", "trioproxy shiny test")
+            await check_assets(c, page, minimum=3)
+            assert "__SHINY_DEV_MODE__ = true" not in page.text
+            # shiny.js opens its websocket at the page's own path + websocket/.
+            async with open_websocket_url(p.ws_url + "/websocket/") as ws:
+                # The inputs, and the outputs the page shows (Shiny computes only those).
+                data = {"word": "trio", ".clientdata_url_search": "", ".clientdata_output_result_hidden": False}
+                init = {"method": "init", "data": data}
+                await ws.send_message(json.dumps(init))
+                assert await _shiny_value(ws, "result") == "trio computed 42"
+                # The input changes in the browser; the server recomputes the output.
+                await ws.send_message(json.dumps({"method": "update", "data": {"word": "again"}}))
+                assert await _shiny_value(ws, "result") == "again computed 42"
+
+
+# --------------------------------------------------------------------------- marimo
+
+
+async def _marimo_output(ws: WebSocketConnection, text: str) -> dict:
+    """The next cell output (``cell-op``) that contains ``text``."""
+    while True:
+        message = json.loads(await ws.get_message())
+        if message["op"] == "cell-op" and text in json.dumps(message["data"].get("output")):
+            return message["data"]
+
+
+@needs("marimo")
+async def test_marimo(tmp_path):
+    with trio.fail_after(60):
+        async with run_recipe("marimo", tmp_path / "home") as p, client() as c:
+            page = await get_page(c, p.url + "/", "trioproxy marimo test")
+            await check_assets(c, page, minimum=1)
+            token = re.search(r'<marimo-server-token data-token="([^"]+)"', page.text)
+            assert token, "the page carries its server token"
+            session = "s_" + uuid.uuid4().hex[:6]
+            async with open_websocket_url(f"{p.ws_url}/ws?session_id={session}", max_message_size=64 << 20) as ws:
+                first = json.loads(await ws.get_message())
+                assert first["op"] == "kernel-ready", first["op"]
+                # The cells run in order: the text input's cell, then the one that uses its value.
+                element = re.search(r"object-id='([\w-]+)'", json.dumps(await _marimo_output(ws, "marimo-text")))
+                assert element, "the text input is a UI element"
+                await _marimo_output(ws, "marimo computed 42")
+                # A new value typed into the text input: a POST, then the dependent cell reruns in
+                # the kernel and its output comes over the websocket.
+                r = await c.post(
+                    p.url + "/api/kernel/set_ui_element_value",
+                    json={"objectIds": [element.group(1)], "values": ["trio"]},
+                    headers={"Marimo-Session-Id": session, "Marimo-Server-Token": token.group(1)},
+                )
+                assert r.status_code == 200, r.text
+                await _marimo_output(ws, "trio computed 42")
+
+
+# --------------------------------------------------------------------------- Solara
+
+
+@needs("solara")
+async def test_solara(tmp_path):
+    with trio.fail_after(60):
+        async with run_recipe("solara", tmp_path / "home") as p, client() as c:
+            page = await get_page(c, p.url + "/", "solara")
+            # Its front end comes through the prefix (from Solara's CDN cache, SOLARA_CDN here).
+            assets = await check_assets(c, page, minimum=3)
+            assert any("/_solara/cdn/" in a for a in assets), assets
+            kernel, session = str(uuid.uuid4()), str(uuid.uuid4())
+            url = f"{p.ws_url}/jupyter/api/kernels/{kernel}/channels?session_id={session}"
+            cookie = [("Cookie", "solara-session-id=" + page.cookies.get("solara-session-id", ""))]
+            async with open_websocket_url(url, extra_headers=cookie, max_message_size=64 << 20) as ws:
+                # What solara's page does once connected: open its control comm and run the app.
+                control = {"comm_id": uuid.uuid4().hex, "target_name": "solara.control", "data": {}}
+                await ws.send_message(_kernel_msg("comm_open", control, session))
+                run = {"method": "run", "args": {"path": "", "appName": "__default__"}}
+                await ws.send_message(_kernel_msg("comm_msg", {"comm_id": control["comm_id"], "data": run}, session))
+                button = None
+                while True:  # the widgets come as comm_open messages, then "finished"
+                    m = json.loads(await ws.get_message())
+                    content = m.get("content", {})
+                    state = (content.get("data") or {}).get("state") or {}
+                    if m["msg_type"] == "comm_open" and state.get("children") == ["Compute"]:
+                        button = content["comm_id"]
+                    if m["msg_type"] == "comm_msg" and content["data"].get("method") == "finished":
+                        break
+                assert button, "the app's button is a widget"
+                # A click (ipyvue's event message): the callback sets the text, which comes back.
+                click = {"method": "custom", "content": {"event": "click", "data": {}}}
+                await ws.send_message(_kernel_msg("comm_msg", {"comm_id": button, "data": click}, session))
+                while True:
+                    m = json.loads(await ws.get_message())
+                    if m["msg_type"] == "comm_msg" and "solara computed 42" in json.dumps(m["content"]):
+                        break
+
+
+# --------------------------------------------------------------------------- NiceGUI
+
+
+@needs("nicegui")
+async def test_nicegui(tmp_path):
+    with trio.fail_after(60):
+        async with run_recipe("nicegui", tmp_path / "home") as p, client() as c:
+            page = await get_page(c, p.url + "/", "trioproxy nicegui test")
+            # NiceGUI put trioproxy's X-Forwarded-Prefix in front of its URLs.
+            await check_assets(c, page, minimum=3)
+            assert 'prefix: "/user/alice"' in page.text
+            client_id = re.search(r"'client_id': '([0-9a-f-]+)'", page.text)
+            elements = re.search(r"parseElements\(String\.raw`(.*?)`\)", page.text, re.S)
+            assert client_id and elements, page.text[:2000]
+            button_id, button = next((k, e) for k, e in json.loads(elements.group(1)).items() if e["tag"] == "q-btn")
+            listener = next(e["listener_id"] for e in button["events"] if e["type"] == "click")
+            query = {
+                "client_id": client_id.group(1),
+                "next_message_id": 0,
+                "implicit_handshake": "true",
+                "tab_id": uuid.uuid4().hex,
+                "old_tab_id": "",
+                "document_id": uuid.uuid4().hex,
+                "EIO": 4,
+                "transport": "websocket",
+            }
+            url = f"{p.ws_url}/_nicegui_ws/socket.io/?{urlencode(query)}"
+            async with open_websocket_url(url) as ws:
+                assert (await ws.get_message()).startswith("0{")  # engine.io: open
+                await ws.send_message("40")  # socket.io: connect
+                assert (await ws.get_message()).startswith("40{")
+                event = {"id": int(button_id), "client_id": client_id.group(1), "listener_id": listener, "args": []}
+                await ws.send_message("42" + json.dumps(["event", event]))
+                while True:
+                    m = await ws.get_message()
+                    if m == "2":  # engine.io ping
+                        await ws.send_message("3")
+                    elif m.startswith("42") and "nicegui computed 42" in m:
+                        assert json.loads(m[2:])[0] == "update"
+                        break
+
+
+# --------------------------------------------------------------------------- JupyterLab
+
+
+@needs("jupyterlab")
+async def test_jupyterlab(tmp_path):
+    with trio.fail_after(90):
+        async with run_recipe("jupyterlab", tmp_path / "home") as p, client() as c:
+            # Jupyter Server's own redirects, under the prefix it was told (--keep-prefix).
+            root = await c.get(p.url + "/")
+            assert root.status_code == 302 and urlsplit(root.headers["location"]).path == f"{PREFIX}lab"
+            page = await get_page(c, p.url + "/lab", "<title>JupyterLab</title>")
+            await check_assets(c, page, minimum=1)
+            assert '"baseUrl": "/user/alice/"' in page.text
+            # Its XSRF protection stays on: the page set the _xsrf cookie, the front end sends it back.
+            assert (await c.post(p.url + "/api/kernels", json={"name": "python3"})).status_code == 403
+            xsrf = {"X-XSRFToken": c.cookies["_xsrf"]}
+            r = await c.post(p.url + "/api/kernels", json={"name": "python3"}, headers=xsrf)
+            assert r.status_code == 201, r.text
+            kernel = r.json()["id"]
+            session = uuid.uuid4().hex
+            url = f"{p.ws_url}/api/kernels/{kernel}/channels?session_id={session}"
+            async with open_websocket_url(url, max_message_size=16 << 20) as ws:
+                code = {"code": "print(6 * 7, 'from the kernel')", "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
+                await ws.send_message(_kernel_msg("execute_request", code, session))
+                while True:
+                    m = json.loads(await ws.get_message())
+                    if m["msg_type"] == "stream":
+                        assert m["content"]["text"] == "42 from the kernel\n"
+                        break
+            # A terminal: a shell on the server, over its own websocket.
+            r = await c.post(p.url + "/api/terminals", headers=xsrf)
+            assert r.status_code == 200, r.text
+            async with open_websocket_url(f"{p.ws_url}/terminals/websocket/{r.json()['name']}") as ws:
+                await ws.send_message(json.dumps(["stdin", "echo $((6 * 7)) from the terminal\r"]))
+                out = ""
+                while "42 from the terminal" not in out:
+                    m = json.loads(await ws.get_message())
+                    if m[0] == "stdout":
+                        out += m[1]
+
+
+# --------------------------------------------------------------------------- TensorBoard
+
+
+@needs("tensorboard")
+async def test_tensorboard(tmp_path):
+    with trio.fail_after(60):
+        async with run_recipe("tensorboard", tmp_path / "home") as p, client() as c:
+            page = await get_page(c, p.url + "/", "<title>TensorBoard</title>")
+            await check_assets(c, page, minimum=1)
+            tags = (await c.get(p.url + "/data/plugin/scalars/tags")).json()
+            assert "trioproxy/computed" in tags["trioproxy"], tags
+            # What the scalars dashboard POSTs for a chart: the run's values, from the logs.
+            form = {"tag": "trioproxy/computed", "runs": "trioproxy"}
+            r = await c.post(p.url + "/data/plugin/scalars/scalars_multirun", data=form)
+            assert r.status_code == 200, r.text
+            assert [value for _, _, value in r.json()["trioproxy"]] == [6.0, 7.0, 42.0]
+
+
+# --------------------------------------------------------------------------- MLflow
+
+
+@needs("mlflow")
+async def test_mlflow(tmp_path):
+    with trio.fail_after(120):
+        async with run_recipe("mlflow", tmp_path / "home") as p, client() as c:
+            page = await get_page(c, p.url + "/", "<title>MLflow</title>")
+            await check_assets(c, page, minimum=2)
+            # The UI's REST calls (ajax-api, relative to the page): a run and its metric, read back.
+            api = p.url + "/ajax-api/2.0/mlflow"
+            r = await c.post(api + "/experiments/create", json={"name": "trioproxy"})
+            assert r.status_code == 200, r.text
+            experiment = r.json()["experiment_id"]
+            r = await c.post(api + "/runs/create", json={"experiment_id": experiment, "run_name": "trio"})
+            run = r.json()["run"]["info"]["run_id"]
+            metric = {"run_id": run, "key": "computed", "value": 42, "timestamp": 0, "step": 0}
+            assert (await c.post(api + "/runs/log-metric", json=metric)).status_code == 200
+            r = await c.post(api + "/runs/search", json={"experiment_ids": [experiment]})
+            (found,) = r.json()["runs"]
+            assert found["info"]["run_id"] == run
+            assert [(m["key"], m["value"]) for m in found["data"]["metrics"]] == [("computed", 42.0)]
+
+
+# --------------------------------------------------------------------------- Datasette
+
+
+@needs("datasette")
+async def test_datasette(tmp_path):
+    with trio.fail_after(60):
+        async with run_recipe("datasette", tmp_path / "home") as p, client() as c:
+            page = await get_page(c, p.url + "/", "trioproxy datasette test")
+            await check_assets(c, page, minimum=1)
+            form = await get_page(c, p.url + "/data/add_word", "data: add_word")
+            await check_assets(c, form, minimum=3)
+            assert f'action="{PREFIX}data/add_word"' in form.text
+            token = re.search(r'name="csrftoken" value="([^"]+)"', form.text)
+            assert token, "the form carries Datasette's CSRF token"
+            # Without the token (its cookie alone), Datasette refuses the write.
+            refused = await c.post(p.url + "/data/add_word", data={"word": "nope"})
+            assert refused.status_code == 403, refused.status_code
+            r = await c.post(p.url + "/data/add_word", data={"csrftoken": token.group(1), "word": "trio"})
+            # Datasette's redirect back to the form stays under the prefix (it is told base_url
+            # and gets the path whole).
+            assert r.status_code == 302 and r.headers["location"] == f"{PREFIX}data/add_word", r.headers
+            done = await get_page(c, urljoin(str(r.url), r.headers["location"]), "datasette stored the word")
+            assert done.status_code == 200
+            rows = (await c.get(p.url + "/data/words.json", params={"_shape": "array"})).json()
+            assert {"word": "trio", "computed": "trio computed 42"} in [
+                {"word": row["word"], "computed": row["computed"]} for row in rows
+            ]
+
+
+# --------------------------------------------------------------------------- FastAPI on uvicorn
+
+
+@needs("fastapi")
+async def test_fastapi(tmp_path):
+    with trio.fail_after(60):
+        async with run_recipe("fastapi", tmp_path / "home") as p, client() as c:
+            page = await get_page(c, p.url + "/", "trioproxy fastapi test")
+            await check_assets(c, page, minimum=1)
+            # FastAPI's docs page loads the schema from root_path, the public prefix.
+            docs = await get_page(c, p.url + "/docs", "swagger")
+            assert "url: '/user/alice/openapi.json'" in docs.text
+            assert (await c.get(p.url + "/openapi.json")).json()["info"]["title"] == "trioproxy fastapi test"
+            # Its trailing-slash redirect: the request's host and the prefix (uvicorn's root_path).
+            r = await c.get(p.url + "/items")
+            assert r.status_code == 307 and r.headers["location"] == f"{p.url}/items/", r.headers
+            r = await c.post(p.url + "/compute", json={"word": "trio"})
+            assert r.json() == {"result": "trio computed 42"}
+            async with open_websocket_url(p.ws_url + "/ws") as ws:
+                for word in ("trio", "again"):
+                    await ws.send_message(word)
+                    assert await ws.get_message() == f"{word} computed 42"
+
+
+# --------------------------------------------------------------------------- Flask on gunicorn
+
+
+@needs("flask")
+async def test_flask(tmp_path):
+    with trio.fail_after(60):
+        async with run_recipe("flask", tmp_path / "home") as p, client() as c:
+            root = await c.get(p.url + "/")
+            assert root.status_code == 302 and root.headers["location"] == f"{PREFIX}login", root.headers
+            page = await get_page(c, p.url + "/login", "trioproxy flask test")
+            await check_assets(c, page, minimum=1)
+            assert f'action="{PREFIX}login"' in page.text
+            # The login: a form POST; Flask's session cookie, at the prefix only; url_for's redirect.
+            r = await c.post(p.url + "/login", data={"name": "trio"})
+            assert r.status_code == 302 and r.headers["location"] == f"{PREFIX}dashboard", r.headers
+            (cookie,) = [h for h in r.headers.get_list("set-cookie") if h.startswith("session=")]
+            assert "Path=/user/alice/;" in cookie, cookie
+            dashboard = await get_page(c, urljoin(str(r.url), r.headers["location"]), "trio computed 42")
+            assert "dashboard of trio" in dashboard.text
