@@ -46,7 +46,7 @@ from ..child.supervisor import AppState, Status, Supervisor
 from ..metrics import Metrics
 from ..rules import pages as _pages
 from ..rules import scopes as _scopes
-from ..settings import CONTROLS_FOLLOW_KEEPALIVE_S, AuthType, Settings
+from ..settings import CONTROLS_FOLLOW_KEEPALIVE_S, VIEW_TICK_S, AuthType, Settings
 from ..shutdown import Shutdown
 
 #: Header a restart request must carry.
@@ -134,12 +134,12 @@ def register(
     def status_model() -> dict[str, Any]:
         now = trio.current_time()
         return {
-            "status": state.status.name.lower(),
-            "reason": state.reason,
-            "ready": state.status is Status.READY,
+            **state.view(now).as_json(),
             "pid": supervisor.pid,
             "app_uptime_s": round(now - supervisor.started_at, 3) if supervisor.started_at is not None else None,
             "restarts": supervisor.restarts,
+            "exits": [{"at": e.at, "attempt": e.attempt, "code": e.code, "reason": e.reason}
+                      for e in supervisor.history],
             "trioproxy_uptime_s": round(time.time() - started, 3),
             "trioproxy_version": __version__,
         }
@@ -176,20 +176,32 @@ def register(
             text = "\n".join(tail.lines()) + ("\n" if tail.count else "")
             return Response(text, content_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"})
 
+        # ?after=N: the lines from N on (a page that shows the lines before N); else the last kept.
+        oldest = max(0, tail.count - len(tail.lines()))
+        after = request.args.get("after", "")
+        start = min(max(int(after), oldest), tail.count) if after.isdigit() else oldest
+
         async def stream() -> AsyncIterator[bytes]:
-            seq = max(0, tail.count - len(tail.lines()))
-            last_status = None
+            seq = start
+            last_version = -1
             while not shutdown.requested.is_set():
                 for line in tail.since(seq):
                     yield _sse("line", line)
                 seq = tail.count
-                if state.status is not last_status:
-                    last_status = state.status
-                    yield _sse("status", json.dumps(status_model()))
-                with trio.move_on_after(CONTROLS_FOLLOW_KEEPALIVE_S) as idle:
+                if state.version != last_version:
+                    last_version = state.version
+                    model = status_model()
+                    yield _sse("status", json.dumps(model))
+                    yield _sse("view", json.dumps(_pages.view_event(state.view(trio.current_time()))))
+                # While the app is not ready, the view's clocks (elapsed, next restart) tick each second.
+                ticking = state.status is not Status.READY
+                with trio.move_on_after(VIEW_TICK_S if ticking else CONTROLS_FOLLOW_KEEPALIVE_S) as idle:
                     await _first(partial(tail.wait_past, seq), state.changed, shutdown.requested.wait)
                 if idle.cancelled_caught:
-                    yield b": keep-alive\n\n"
+                    if ticking:
+                        yield _sse("view", json.dumps(_pages.view_event(state.view(trio.current_time()))))
+                    else:
+                        yield b": keep-alive\n\n"
 
         response = Response(stream(), content_type="text/event-stream",
                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
