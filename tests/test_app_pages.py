@@ -98,8 +98,9 @@ def test_git_progress_is_thinned_out_and_shown_as_it_goes():
 
 def test_progress_is_read_from_proc():
     import os
+    from pathlib import Path
 
-    stat = open(f"/proc/{os.getpid()}/stat", "rb").read()
+    stat = Path(f"/proc/{os.getpid()}/stat").read_bytes()
     assert (_progress.cpu_ticks(stat) or 0) > 0
     assert _progress.io_bytes(b"rchar: 10\nwchar: 5\nsyscr: 1\n") == 15
     assert _progress.io_bytes(b"rchar: 10\n") is None

@@ -247,8 +247,8 @@ async def test_clone_then_the_app_runs_in_the_checkout(tmp_path: Path, upstream:
     assert info["cwd"] == str(folder)
     assert {"README.md", "app.txt"} <= set(info["files"]) and "dev.txt" not in info["files"]
     assert "GIT_TERMINAL_PROMPT" not in info["env"]  # git's settings are git's only
-    assert (f"$ git clone --progress --depth 1 --branch master --no-single-branch -- {upstream.url} {folder}/.trioproxy-clone"
-            in p.log)
+    assert (f"$ git clone --progress --depth 1 --branch master --no-single-branch -- {upstream.url} "
+            f"{folder}/.trioproxy-clone" in p.log)
     assert f"cloning {upstream.url}" in p.log
     assert git("rev-parse", "--is-shallow-repository", cwd=folder).strip() == "true"
     assert p.log.index("the checkout is ready") < p.log.index("starting the app")

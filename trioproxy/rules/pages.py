@@ -52,7 +52,7 @@ pre#tp-log {{ max-height: 28rem; overflow-y: auto; }}
 </style>
 </head>
 <body>
-<h1>{title}</h1>
+<h1 id="tp-title">{title}</h1>
 {body}
 <p class="muted">trioproxy</p>
 </body>
