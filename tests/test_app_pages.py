@@ -156,6 +156,8 @@ async def test_a_crashing_app_page_counts_attempts_separates_runs_and_gives_up_t
     assert any(t.startswith("This server stops in") for t in nexts), nexts
     assert any(e == "line" and "attempt 3 of 3" in d for e, d in events)
     assert "trioproxy gives up and exits in 3 s" in p.log
+    # Where to go from there: the Hub's home (stop, start) and, for the owner, the controls.
+    assert 'href="/hub/home"' in text and 'href="/user/test/_trioproxy/"' in text
 
 
 async def test_the_hubs_probe_is_held_while_the_app_starts_and_passes_once_it_failed():
@@ -206,9 +208,37 @@ async def test_an_app_on_another_port_than_it_was_given_gets_the_hint():
             state = p.running.state
             while not state.hint:
                 await state.changed()
+            hint = state.hint
             r = await c.get(p.url + "/", headers=HTML)
             status = (await c.get(p.url + "/_trioproxy/status")).json()
-    assert f"the app listens on {other}, not on the port it was given" in state.hint
+    assert f"the app listens on {other}, not on the port it was given" in hint
     assert r.status_code == 503 and f"The app listens on {other}, not on the port it was given" in r.text
     assert "leave {port} out of the command" in r.text
-    assert status["hint"] == state.hint and status["status"] == "starting"
+    assert status["hint"] == hint and status["status"] == "starting"
+
+
+def test_the_command_is_shown_without_credentials():
+    from trioproxy.child.supervisor import redact_argv
+
+    argv = ["app", "--token", "t0k", "--password=pw", "API_KEY=k", "https://u:p@git.example/r", "--port", "5"]
+    assert redact_argv(argv) == ["app", "--token", "***", "--password=***", "API_KEY=***",
+                                 "https://***@git.example/r", "--port", "5"]
+
+
+async def test_the_owners_status_has_the_command_the_address_and_the_exits():
+    with trio.fail_after(30):
+        async with serve_proxy(["--public-controls", *app_cmd("echo_app.py")]) as p, client() as c:
+            await p.wait_ready()
+            await c.get(p.url + "/exit?code=7")
+            await p.wait_log("the app exited with code 7")
+            await p.wait_ready()
+            state = p.running.state
+            while not state.address:
+                await state.changed()
+            app_port = state.address.port
+            status = (await c.get(p.url + "/_trioproxy/status")).json()
+            outside = await c.get(f"http://127.0.0.1:{p.port}/elsewhere")
+    assert "echo_app.py --port" in status["command"] and status["address"].endswith(f":{app_port}")
+    assert [(e["attempt"], e["code"], e["reason"]) for e in status["exits"]] == [(1, 7, "exited with code 7")]
+    # A 404 outside the prefix names and links it.
+    assert outside.status_code == 404 and 'href="/user/test/"' in outside.text and "/user/test/ only" in outside.text

@@ -32,6 +32,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import re
 import shlex
 import signal
 import socket
@@ -258,6 +259,8 @@ class Supervisor:
         #: Why the current start was given up on (no progress, the hard limit); '' otherwise.
         self._not_ready = ""
         self._starts = 0
+        #: The app's command as last started, credentials redacted (the control page shows it).
+        self.command_shown = ""
         state.update(max_attempts=settings.max_restarts + 1, limit_s=settings.ready_timeout_s)
 
     def _bootstrap_failed(self, reason: str, retry_in: float | None) -> None:
@@ -440,7 +443,8 @@ class Supervisor:
         except TemplateError as exc:
             self.state.set(Status.DOWN, str(exc))
             return None
-        logger.info("starting the app %s: %s", where, _shown(argv))
+        self.command_shown = _shown(redact_argv(argv))
+        logger.info("starting the app %s: %s", where, self.command_shown)
         self._starts += 1
         if self._starts > 1:  # a separator in the shown output between two runs of the app
             state = self.state
@@ -557,7 +561,8 @@ class Supervisor:
             if sample.progressed_since(before) or state.tail.count != lines:
                 progress_at = now
             before, lines = sample, state.tail.count
-            hint, fix = self._port_hint(port, sample.ports)
+            # (An empty sample, a process caught between reads, keeps the last hint.)
+            hint, fix = self._port_hint(port, sample.ports) if sample.ports else (state.hint, "")
             state.update(progress_at=progress_at, hint=hint, **({"fix": fix} if fix else {}))
             if limit > 0 and now - progress_at >= limit:
                 what = ("did not listen on any TCP port" if s.reach is Reach.FOUND_PORT and not sample.ports
@@ -650,6 +655,35 @@ def _found_targets(listeners: list[_procfs.Listener], *, ipv4_only: bool) -> lis
         if not (ipv4_only and ":" in host):
             hosts[host] = None
     return [TcpTarget(host, listeners[0].port) for host in hosts]
+
+
+#: Option names (and NAME=value names) whose value is a credential: shown as ***.
+_SECRET_WORDS = ("token", "password", "passwd", "secret", "apikey", "api-key", "api_key", "credential")
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]*@")
+
+
+def _secret_name(name: str) -> bool:
+    name = name.lower()
+    return any(word in name for word in _SECRET_WORDS)
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """``argv`` with credentials hidden: URL userinfo, ``--token X``, ``--password=X``, ``API_KEY=X``."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        name, eq, _value = arg.partition("=")
+        if eq and _secret_name(name):
+            out.append(f"{name}=***")
+            continue
+        if arg.startswith("-") and not eq and _secret_name(arg):
+            hide_next = True
+        out.append(_URL_USERINFO.sub(r"\1***@", arg))
+    return out
 
 
 def _shown(argv: list[str]) -> str:

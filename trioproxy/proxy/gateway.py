@@ -101,6 +101,8 @@ class Gateway:
     logs_for_all: bool = False
     #: trioproxy's login cookie (``HubSettings.cookie_name``; '' without one).
     own_cookie: str = ""
+    #: The Hub's home page (where the server is stopped or started), linked from the state pages.
+    hub_home: str = ""
 
     #: Which of the app's response headers are rewritten (the options), and the prefix as browsers write it.
     rewrites: _rewrite.Rewrites = field(init=False)
@@ -224,8 +226,12 @@ class Gateway:
         lines = tail.lines(ERROR_PAGE_TAIL_LINES) if with_output else []
         events = f"{self.settings.prefix}/_trioproxy/logs" if live else ""
         settled = state.status is Status.FAILED or (state.status is Status.DOWN and view.next_in_s is None)
+        links = [("The JupyterHub home page (stop or start this server)", self.hub_home)] if self.hub_home else []
+        if with_output:
+            links.append(("The owner's controls of this server (restart, the app's whole log)",
+                          f"{self.settings.prefix}/_trioproxy/"))
         return _pages.render_state(view, log_lines=lines, events=events, after=tail.count,
-                                   refresh_s=None if settled else STARTING_REFRESH_S)
+                                   refresh_s=None if settled else STARTING_REFRESH_S, links=links)
 
 
 #: The response headers :func:`_rewrite.response_headers` may change.
