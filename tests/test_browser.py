@@ -165,12 +165,10 @@ async def test_chromium_follows_the_start_up_page_to_the_app():
                 [
                     {"goto": proxy.url + "/echo?from=startup"},
                     # The owner's page streams the app's output while it starts...
-                    {"wait_function": "document.getElementById('log') && "
-                                      "document.getElementById('log').textContent.includes('starting-step-2')",
-                     "timeout": 30},
+                    # (selectors, not wait_function: the page's CSP allows its one script, no eval)
+                    {"wait_selector": "#tp-log:has-text('starting-step-2')", "timeout": 30},
                     # ...and moves on to the app by itself once it is ready.
-                    {"wait_function": "document.body.innerText.includes('\"query_string\": \"from=startup\"')",
-                     "timeout": 40},
+                    {"wait_selector": "body:has-text('\"query_string\": \"from=startup\"')", "timeout": 40},
                 ],
                 timeout=80,
             )

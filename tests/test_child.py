@@ -72,7 +72,8 @@ async def test_not_ready_gets_starting_page_then_restart(jump_clock):
         ):
             r = await c.get(p.url + "/")
             assert r.status_code == 503 and "starting" in r.text and r.headers["retry-after"]
-            await p.wait_log("did not answer on / within 8 s", timeout=20)
+            await p.wait_log("still waiting for the app on port", timeout=20)
+            await p.wait_log("did not answer on / and showed no sign of progress for 8 s", timeout=20)
             await p.wait_log("restarting the app")
 
 

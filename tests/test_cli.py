@@ -140,7 +140,7 @@ def test_pass_api_token_option_its_help_and_what_the_app_and_its_helpers_get():
     for argv, passed in ((["a"], set()), (["--pass-api-token", "a"], {"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"})):
         s = _cli.parse([*argv, "--repo", "https://example.org/r.git", "--conda-env", "x"], env)
         assert s.hub.api_token == "tok-1"  # trioproxy itself always has it
-        boot = _bootstrap.Bootstrap(s.child, LogTail(1), starting=lambda r: None, failed=lambda r: None)
+        boot = _bootstrap.Bootstrap(s.child, LogTail(1), starting=lambda r: None, failed=lambda r, retry_in: None)
         # The app, git and conda get the same filtered environment.
         for seen in (s.child.env, boot._git.env, boot._conda.env):
             assert seen["KEEP"] == "1" and set(seen) & set(env) - {"KEEP"} == passed

@@ -146,7 +146,9 @@ class _Sectioned(click.Command):
 @_opt("--ready-check-path", type=str, default="/", show_default=True,
       help="Path on the app probed until it answers (any HTTP status) to count as ready.")
 @_opt("--ready-timeout", type=int, default=10, show_default=True,
-      help="Seconds the app may take to become ready before it is restarted.")
+      help="Seconds a starting app may go without any sign of progress (output, CPU time or I/O of its "
+           "processes, a new process or listening socket) before it is restarted; one that keeps "
+           "progressing is waited for up to 15 min. 0: no limit but that.")
 @_opt("--repo", type=str, default="",
       help="Git repository URL: before the app first starts it is cloned into --repofolder, or that "
            "checkout is updated (local changes kept, colliding new files renamed), and the app runs in "

@@ -103,6 +103,7 @@ class Parts:
         tracker = ActivityTracker()
         gateway = Gateway(settings.proxy, state, pool, tracker, metrics=metrics,
                           own_cookie=settings.hub.cookie_name,
+                          hub_home=f"{settings.hub.host}{settings.hub.hub_prefix}home",
                           logs_for_all=settings.hub.authtype is AuthType.NONE and settings.hub.public_controls)
         supervisor = Supervisor(settings.child, state, on_ready=pool.reset)
         return cls(settings, Shutdown(), state, metrics, pool, tracker, gateway, supervisor, _reaper.Reaper())

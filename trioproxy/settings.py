@@ -182,6 +182,22 @@ PROBE_INTERVAL_MAX_S = 0.25
 #: seconds (a port that accepts but never answers HTTP, such as a ZeroMQ socket,
 #: must not hold up the one that does).
 FOUND_PORT_PROBE_S = 2.0
+#: A starting app is restarted once it has shown no sign of progress for --ready-timeout
+#: seconds (no output, no CPU time or I/O in its process group, no process or listening
+#: socket come or gone): its group is sampled from /proc this often, in seconds.
+PROGRESS_SAMPLE_S = 1.0
+#: However busy it looks, an app that has not answered this long after its start is
+#: restarted, in seconds (a spinning or endlessly polling app never stops "progressing").
+READY_HARD_LIMIT_S = 900.0
+#: While the app starts, "still waiting for the app on port N: 12 s" is logged (and the
+#: pages say it) this often, the first time this long after the start, in seconds.
+WAIT_REPORT_S = 5.0
+#: Once it gives up on the app (--max-restarts), trioproxy keeps serving its pages, which
+#: say so, this long before it exits non-zero (so the Spawner sees the server stopped), in
+#: seconds: the user the Hub sent to the server reads why instead of a dead connection.
+GIVE_UP_LINGER_S = 10.0
+#: Exits of the app kept for the owner's control page (time, code, reason).
+RESTART_HISTORY = 10
 #: {unix_socket}: the private directory's name starts with this, and the socket in it
 #: has this name. The directory is made in $XDG_RUNTIME_DIR if set, else $TMPDIR,
 #: else /tmp (and in /tmp when the socket's path would be too long for AF_UNIX).
@@ -262,6 +278,9 @@ ERROR_PAGE_TAIL_LINES = 25
 OWNER_PAGE_WAIT_S = 1.0
 #: The "starting" page reloads itself (and its 503's Retry-After) this often, in seconds.
 STARTING_REFRESH_S = 2
+#: While the app is not ready, the pages' event stream sends the state this often (its
+#: clocks: elapsed time, the next restart), in seconds.
+VIEW_TICK_S = 1.0
 #: An idle log stream of the owner's controls sends a comment this often, in
 #: seconds (keeps proxies from cutting it; below nginx's 60 s read timeout).
 CONTROLS_FOLLOW_KEEPALIVE_S = 15.0
@@ -334,6 +353,8 @@ class ChildSettings:
     presentation_path: str
     env: Mapping[str, str]
     ready_check_path: str
+    #: --ready-timeout: a starting app that shows no sign of progress this long is restarted
+    #: (``child/progress.py``); one that keeps progressing is waited for up to ready_hard_limit_s.
     ready_timeout_s: float
     #: One readiness probe may take this long (--aiohttp-request-timeout; None = no
     #: bound of its own, still bounded by the whole ready window).
@@ -368,6 +389,10 @@ class ChildSettings:
     found_port_probe_s: float = FOUND_PORT_PROBE_S
     #: The level of the app's stderr lines (--app-stderr-level); its stdout is always info.
     stderr_level: int = APP_STDERR_LEVELS[DEFAULT_APP_STDERR_LEVEL]
+    progress_sample_s: float = PROGRESS_SAMPLE_S
+    ready_hard_limit_s: float = READY_HARD_LIMIT_S
+    wait_report_s: float = WAIT_REPORT_S
+    give_up_linger_s: float = GIVE_UP_LINGER_S
 
     @property
     def lazy(self) -> bool:

@@ -53,13 +53,15 @@ class Bootstrap:
         tail: LogTail,
         *,
         starting: Callable[[str], None],
-        failed: Callable[[str], None],
+        failed: Callable[[str, float | None], None],
     ) -> None:
         self.settings = settings
         self._starting, self._failed = starting, failed
         self.redact = _gitrepo.redactor(settings.repo)
         git_log, conda_log = logging.getLogger("trioproxy.git"), logging.getLogger("trioproxy.conda")
-        self._git = Runner(_gitrepo.git_env(settings.env), Progress(tail, git_log, "git", self.redact))
+        self._git = Runner(_gitrepo.git_env(settings.env),
+                           _gitrepo.GitProgress(tail, git_log, "git", self.redact, self._transfer))
+        self._step = ""
         self._conda = Runner(settings.env, Progress(tail, conda_log, "conda", self.redact))
         self._poke = trio.Event()
 
@@ -87,18 +89,23 @@ class Bootstrap:
             except BootstrapError as exc:
                 reason = self.redact(exc.reason)
                 if not exc.retry:
-                    self._failed(reason)
+                    self._failed(reason, None)
                     logger.error("the app cannot start: %s. Fix this, then restart the app (owner's "
                                  "controls) or the server.", reason)
                     await self._poke.wait()
                     delay = BOOTSTRAP_RETRY_FIRST_S
                 else:
-                    self._failed(f"{reason} (trying again in {delay:g} s)")
+                    self._failed(reason, delay)
                     logger.error("the app cannot start yet: %s; trying again in %g s", reason, delay)
                     with trio.move_on_after(delay):
                         await self._poke.wait()
                     delay = min(delay * 2, BOOTSTRAP_RETRY_MAX_S)
                 self._poke = trio.Event()
+
+    def _transfer(self, progress: str) -> None:
+        """git's progress of a clone or fetch ("Receiving objects 45%"): shown with the step."""
+        if self._step:
+            self._starting(f"{self._step}: {progress}")
 
     def try_again(self) -> None:
         """The owner asked for a restart: try the failed step again now."""
@@ -106,6 +113,7 @@ class Bootstrap:
 
     async def _once(self) -> Launch:
         s = self.settings
+        self._step = ""
         cwd = await self._checkout() if s.repo else None
         env: Mapping[str, str] = s.env
         if s.conda_env:
@@ -129,13 +137,16 @@ class Bootstrap:
             raise checkout.not_a_checkout("is a file")
         if what == "clone":
             reason = f"cloning {shown} ({s.repobranch}) into {folder}"
+            self._step = reason
             self._starting(reason)
             logger.info("%s", reason)
             await checkout.clone()
         else:
             reason = f"updating {folder} from {shown} ({s.repobranch})"
+            self._step = reason
             self._starting(reason)
             logger.info("%s", reason)
             await checkout.update()
+        self._step = ""
         logger.info("the checkout is ready; the app runs in %s", folder)
         return folder

@@ -56,7 +56,8 @@ from ..settings import (
     GIT_NETWORK_TIMEOUT_S,
     REDACT_SECRET_MIN_CHARS,
 )
-from .commands import Result, Runner
+from .commands import Progress, Result, Runner
+from .output import LogTail
 
 logger = logging.getLogger("trioproxy.child")
 
@@ -66,6 +67,10 @@ CLONE_TMP = ".trioproxy-clone"
 COMMITTER = ("-c", "user.name=trioproxy", "-c", "user.email=trioproxy@localhost", "-c", "commit.gpgsign=false")
 
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s]*@")
+#: A line of git's --progress: "Receiving objects:  45% (45/100), 1.20 MiB | 1.00 MiB/s".
+_PROGRESS = re.compile(r"^(?:remote: )?([A-Za-z][A-Za-z ]*?):\s+(\d{1,3})% ")
+#: Of one phase's progress lines, one per this many percent is kept in the log and the tail.
+PROGRESS_STEP_PERCENT = 25
 
 
 # --- pure rules -----------------------------------------------------------------
@@ -113,8 +118,43 @@ def plan(folder: str) -> str:
     return "update" if set(os.listdir(folder)) - {CLONE_TMP} else "clone"
 
 
+def progress_of(line: str) -> tuple[str, int] | None:
+    """The phase and percentage of a git --progress line ("Receiving objects", 45), else None."""
+    match = _PROGRESS.match(line)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+class GitProgress(Progress):
+    """git's lines, its --progress thinned out: of each phase's updates (one per percent, each
+    ended by a lone CR) the log and the tail keep the first, one per PROGRESS_STEP_PERCENT and the
+    last; every new percentage goes to ``transfer`` ("Receiving objects 45%"), for the state."""
+
+    def __init__(self, tail: LogTail, log: logging.Logger, tag: str, redact: Callable[[str], str],
+                 transfer: Callable[[str], None]) -> None:
+        super().__init__(tail, log, tag, redact)
+        self._transfer = transfer
+        self._phase, self._shown, self._seen = "", -1, -1
+
+    def line(self, text: str, level: int = logging.INFO) -> None:
+        found = progress_of(text)
+        if found is None:
+            super().line(text, level)
+            return
+        phase, percent = found
+        if phase != self._phase:
+            self._phase, self._shown, self._seen = phase, -1, -1
+        if percent != self._seen:
+            self._seen = percent
+            self._transfer(f"{phase} {percent}%")
+        if self._shown < 0 or percent >= 100 or percent >= self._shown + PROGRESS_STEP_PERCENT:
+            self._shown = percent
+            super().line(text, level)
+        else:
+            self.last = self.redact(text)
+
+
 def clone_argv(url: str, branch: str, folder: str, depth: int) -> list[str]:
-    argv = ["git", "clone"]
+    argv = ["git", "clone", "--progress"]
     if depth > 0:
         argv += ["--depth", str(depth)]
     return [*argv, "--branch", branch, "--no-single-branch", "--", url, folder]
@@ -216,7 +256,8 @@ class Checkout:
     async def update(self) -> None:
         await self._check_is_checkout()
         git_dir = os.path.join(self.folder, os.fsdecode(await self._out(["rev-parse", "--git-dir"])).strip())
-        await self._git(["git", "fetch"], f"fetching {self.shown}", timeout_s=GIT_NETWORK_TIMEOUT_S, retry=True)
+        await self._git(["git", "fetch", "--progress"], f"fetching {self.shown}", timeout_s=GIT_NETWORK_TIMEOUT_S,
+                        retry=True)
         upstream = f"origin/{self.branch}"
         found = await self.run.run(["git", "rev-parse", "--verify", "--quiet", f"refs/remotes/{upstream}"],
                                    cwd=self.folder, timeout_s=GIT_LOCAL_TIMEOUT_S, capture=True, echo=False)

@@ -3,7 +3,8 @@
 Proxied requests go from here straight to the forwarding code; redirects of
 the bare and the ``%40``-encoded prefix (and of the prefix to
 ``$JUPYTERHUB_DEFAULT_URL``) are answered here, and so is the
-Hub's readiness probe while the app starts; everything else (trioproxy's own
+Hub's readiness probe while the app is not ready (held with 503 while it starts,
+up to ``--hub-ready-timeout`` and until it first fails; then 200); everything else (trioproxy's own
 endpoints, 404s, lifespan) goes to the Quart-Trio app.
 
 Responses trioproxy makes itself (everything sent through ``own``) carry
@@ -95,10 +96,18 @@ class Front:
         if logger.isEnabledFor(logging.DEBUG):  # --debug: where each request goes (its path, never its query)
             logger.debug("%s %s: %s", "websocket" if kind == "websocket" else method, scope["path"], _describe(route))
         if isinstance(route, _routing.Forward):
-            if kind == "http" and route.target == HUB_PROBE and self._holding_probe():
-                body = _pages.render("The app is starting", ["The app is not ready yet."])
-                await _pages.respond(scope, own, 503, body, [(b"retry-after", str(HUB_PROBE_RETRY_AFTER_S).encode())])
-                return
+            if kind == "http" and route.target == HUB_PROBE and self.gateway.state.status is not Status.READY:
+                if self._holding_probe():
+                    body = _pages.render("The app is starting", ["The app is not ready yet."])
+                    await _pages.respond(scope, own, 503, body,
+                                         [(b"retry-after", str(HUB_PROBE_RETRY_AFTER_S).encode())])
+                    return
+                if self.gateway.state.status is not Status.STOPPING:
+                    # Past the hold (the bound, or the app failed): the Hub counts the server up and
+                    # sends the user to trioproxy's pages, whatever the login (no login: no details).
+                    body = _pages.render("trioproxy is up", ["trioproxy is up; the app is not ready."])
+                    await _pages.respond(scope, own, 200, body)
+                    return
             passage = await self.auth.admit(scope, own, route.target)
             if passage is None:
                 return
@@ -130,9 +139,13 @@ class Front:
             await self.web(scope, receive, own)
 
     def _holding_probe(self) -> bool:
-        """Answer the Hub's probe with 503: the app is starting (or restarting) and the bound is not reached."""
-        status = self.gateway.state.status
-        return status in (Status.STARTING, Status.DOWN) and trio.current_time() < self.hold_probe_until
+        """Answer the Hub's probe with 503: the app is starting, has not failed yet, and the bound is
+        not reached. Once it failed (it exited, was restarted for want of progress, its checkout
+        failed), the probe passes: the Hub counts the server up and sends the user to trioproxy's
+        page, which says why, instead of its own "didn't respond" after http_timeout."""
+        state = self.gateway.state
+        return (state.status is Status.STARTING and not state.failed_once
+                and trio.current_time() < self.hold_probe_until)
 
     def _stamped(self, send: Send) -> Send:
         """``send`` for the responses trioproxy makes itself: with its own headers and the Hub's version."""

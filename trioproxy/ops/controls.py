@@ -42,11 +42,12 @@ from quart_trio import QuartTrio
 from .. import metrics as _metrics
 from .._version import __version__
 from ..auth.passage import Passage
+from ..child.connection import TcpTarget, UnixTarget
 from ..child.supervisor import AppState, Status, Supervisor
 from ..metrics import Metrics
 from ..rules import pages as _pages
 from ..rules import scopes as _scopes
-from ..settings import CONTROLS_FOLLOW_KEEPALIVE_S, AuthType, Settings
+from ..settings import CONTROLS_FOLLOW_KEEPALIVE_S, VIEW_TICK_S, AuthType, Settings
 from ..shutdown import Shutdown
 
 #: Header a restart request must carry.
@@ -134,12 +135,14 @@ def register(
     def status_model() -> dict[str, Any]:
         now = trio.current_time()
         return {
-            "status": state.status.name.lower(),
-            "reason": state.reason,
-            "ready": state.status is Status.READY,
+            **state.view(now).as_json(),
             "pid": supervisor.pid,
+            "command": supervisor.command_shown,
+            "address": _address(state),
             "app_uptime_s": round(now - supervisor.started_at, 3) if supervisor.started_at is not None else None,
             "restarts": supervisor.restarts,
+            "exits": [{"at": e.at, "attempt": e.attempt, "code": e.code, "reason": e.reason}
+                      for e in supervisor.history],
             "trioproxy_uptime_s": round(time.time() - started, 3),
             "trioproxy_version": __version__,
         }
@@ -176,20 +179,32 @@ def register(
             text = "\n".join(tail.lines()) + ("\n" if tail.count else "")
             return Response(text, content_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"})
 
+        # ?after=N: the lines from N on (a page that shows the lines before N); else the last kept.
+        oldest = max(0, tail.count - len(tail.lines()))
+        after = request.args.get("after", "")
+        start = min(max(int(after), oldest), tail.count) if after.isdigit() else oldest
+
         async def stream() -> AsyncIterator[bytes]:
-            seq = max(0, tail.count - len(tail.lines()))
-            last_status = None
+            seq = start
+            last_version = -1
             while not shutdown.requested.is_set():
                 for line in tail.since(seq):
                     yield _sse("line", line)
                 seq = tail.count
-                if state.status is not last_status:
-                    last_status = state.status
-                    yield _sse("status", json.dumps(status_model()))
-                with trio.move_on_after(CONTROLS_FOLLOW_KEEPALIVE_S) as idle:
+                if state.version != last_version:
+                    last_version = state.version
+                    model = status_model()
+                    yield _sse("status", json.dumps(model))
+                    yield _sse("view", json.dumps(_pages.view_event(state.view(trio.current_time()))))
+                # While the app is not ready, the view's clocks (elapsed, next restart) tick each second.
+                ticking = state.status is not Status.READY
+                with trio.move_on_after(VIEW_TICK_S if ticking else CONTROLS_FOLLOW_KEEPALIVE_S) as idle:
                     await _first(partial(tail.wait_past, seq), state.changed, shutdown.requested.wait)
                 if idle.cancelled_caught:
-                    yield b": keep-alive\n\n"
+                    if ticking:
+                        yield _sse("view", json.dumps(_pages.view_event(state.view(trio.current_time()))))
+                    else:
+                        yield b": keep-alive\n\n"
 
         response = Response(stream(), content_type="text/event-stream",
                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -223,6 +238,16 @@ def register(
         return Response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+def _address(state: AppState) -> str:
+    """Where the app answers: ``127.0.0.1:41873`` or its socket's path ('' while not ready)."""
+    address = state.address
+    if isinstance(address, TcpTarget):
+        return f"[{address.host}]:{address.port}" if ":" in address.host else f"{address.host}:{address.port}"
+    if isinstance(address, UnixTarget):
+        return address.path
+    return ""
+
+
 def _js(value: str) -> str:
     """``value`` as a JavaScript string literal that cannot end the script element."""
     return json.dumps(value).replace("<", "\\u003c")
@@ -230,28 +255,63 @@ def _js(value: str) -> str:
 
 def control_page(base: str, xsrf: str = "") -> bytes:
     """The owner's page; its script only talks to ``base`` (same origin); ``xsrf``: the login's
-    anti-forgery token, sent with the restart."""
+    anti-forgery token, sent with the restart. Everything it shows is set as text (textContent)."""
     script = """
 <p>State: <b id="state">…</b> <span id="reason" class="muted"></span></p>
-<p>pid <span id="pid">–</span>, up <span id="up">–</span> s, restarts <span id="restarts">–</span>
- <button id="restart">Restart the app</button></p>
+<table>
+<tr><th>pid</th><td id="pid">–</td></tr>
+<tr><th>answers on</th><td id="address">–</td></tr>
+<tr><th>up</th><td id="up">–</td></tr>
+<tr><th>command</th><td><code id="command">–</code></td></tr>
+<tr><th>restarts</th><td id="restarts">–</td></tr>
+</table>
+<p><button id="restart">Restart the app</button> <span id="feedback" class="muted"></span></p>
+<h2>Exits</h2>
+<table id="exits"><tr><th>time</th><th>attempt</th><th>exit code</th><th>why</th></tr></table>
 <h2>The app's output</h2>
 <pre id="log"></pre>
 <script>
 const base = BASE;
 const log = document.getElementById("log");
-function show(s) {
-  document.getElementById("state").textContent = s.status;
-  document.getElementById("reason").textContent = s.reason || "";
-  document.getElementById("pid").textContent = s.pid ?? "–";
-  document.getElementById("up").textContent = s.app_uptime_s ?? "–";
-  document.getElementById("restarts").textContent = s.restarts;
+const $ = id => document.getElementById(id);
+let up = null, upAt = 0, lastPid = null, asked = false;
+function fmt(s) {
+  s = Math.floor(s);
+  const h = Math.floor(s / 3600), m = Math.floor(s % 3600 / 60), r = s % 60;
+  return (h ? h + " h " : "") + (h || m ? m + " min " : "") + r + " s";
 }
+function show(s) {
+  $("state").textContent = s.status;
+  $("reason").textContent = s.reason || "";
+  $("pid").textContent = s.pid ?? "–";
+  $("address").textContent = s.address || "–";
+  $("command").textContent = s.command || "–";
+  $("restarts").textContent = s.restarts;
+  up = s.app_uptime_s; upAt = Date.now();
+  const rows = $("exits");
+  while (rows.rows.length > 1) rows.deleteRow(1);
+  for (const e of s.exits.slice().reverse()) {
+    const row = rows.insertRow();
+    for (const v of [new Date(e.at * 1000).toLocaleTimeString(), e.attempt, e.code ?? "–", e.reason])
+      row.insertCell().textContent = v;
+  }
+  if (asked && s.ready && s.pid !== lastPid) { $("feedback").textContent = "restarted: pid " + s.pid; asked = false; }
+  else if (asked) { $("feedback").textContent = "restarting… (" + s.status + ")"; }
+}
+setInterval(() => { $("up").textContent = up === null ? "–" : fmt(up + (Date.now() - upAt) / 1000); }, 1000);
 const es = new EventSource(base + "/logs?follow=1");
 es.addEventListener("line", e => { log.textContent += e.data + "\\n"; window.scrollTo(0, document.body.scrollHeight); });
 es.addEventListener("status", e => show(JSON.parse(e.data)));
-document.getElementById("restart").onclick = () =>
-  fetch(base + "/restart", {method: "POST", headers: {"X-Trioproxy-Action": "restart", "X-Trioproxy-Xsrf": XSRF}});
+es.onerror = () => { $("feedback").textContent = "lost the connection to trioproxy; reload the page"; };
+$("restart").onclick = async () => {
+  lastPid = $("pid").textContent === "–" ? null : Number($("pid").textContent);
+  $("feedback").textContent = "asking for a restart…";
+  try {
+    const r = await fetch(base + "/restart", {method: "POST", headers: {"X-Trioproxy-Action": "restart", "X-Trioproxy-Xsrf": XSRF}});
+    asked = r.status === 202;
+    $("feedback").textContent = asked ? "restarting…" : "refused (" + r.status + ")";
+  } catch (err) { $("feedback").textContent = "the request failed: " + err; }
+};
 </script>
 """.replace("XSRF", _js(xsrf)).replace("BASE", _js(base))  # noqa: E501 (the page's script, kept verbatim)
     return _pages.render_html("trioproxy: the app", script)

@@ -54,9 +54,16 @@ def make_app(settings: Settings, auth: Authenticator, state: AppState) -> QuartT
         return Response("ready\n" if is_ready else "not ready\n", status=200 if is_ready else 503,
                         content_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"})
 
+    home = prefix + "/"
+    hub_home = f"{settings.hub.host}{settings.hub.hub_prefix}home"
+    not_found_body = _pages.render(
+        "404: Not Found", [f"There is nothing here. This server serves its app under {home} only."],
+        links=[(f"This server's app: {home}", home), ("The JupyterHub home page", hub_home)],
+    )
+
     @app.errorhandler(404)
     async def not_found(_error: Exception) -> Any:
-        return Response(_pages.NOT_FOUND, status=404, content_type="text/html; charset=utf-8")
+        return Response(not_found_body, status=404, content_type="text/html; charset=utf-8")
 
     @app.errorhandler(405)
     async def not_allowed(_error: Exception) -> Any:

@@ -7,8 +7,6 @@ down: 502 with the reason and the app's last lines).
 from __future__ import annotations
 
 import contextlib
-import html
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -103,6 +101,8 @@ class Gateway:
     logs_for_all: bool = False
     #: trioproxy's login cookie (``HubSettings.cookie_name``; '' without one).
     own_cookie: str = ""
+    #: The Hub's home page (where the server is stopped or started), linked from the state pages.
+    hub_home: str = ""
 
     #: Which of the app's response headers are rewritten (the options), and the prefix as browsers write it.
     rewrites: _rewrite.Rewrites = field(init=False)
@@ -202,59 +202,40 @@ class Gateway:
             await state.wait_settled(OWNER_PAGE_WAIT_S if page else self.settings.starting_wait_s)
         if state.status is Status.READY and state.address is not None:
             return state.address
-        if state.status in (Status.STARTING, Status.WAITING):
-            status = 503
-            if owner and scope["type"] == "http":
-                body = starting_page(self.settings.prefix, state.reason or "The app is starting")
-            else:
-                body = _pages.render(
-                    "The app is starting",
-                    ["The app is not ready yet. This page reloads by itself."],
-                    refresh_s=STARTING_REFRESH_S,
-                )
-            await _pages.respond(scope, send, 503, body, [(b"retry-after", str(STARTING_REFRESH_S).encode())])
-        elif state.status is Status.STOPPING:
+        if state.status is Status.STOPPING:
             status = 503
             body = _pages.render("The server is stopping", ["This server is shutting down."])
             await _pages.respond(scope, send, 503, body, [(b"connection", b"close")])
         else:
-            status = 502
-            body = _pages.render(
-                "The app is not running",
-                [f"The app {state.reason}.", "trioproxy restarts it; try again in a few seconds."],
-                log_lines=state.tail.lines(ERROR_PAGE_TAIL_LINES) if owner else (),
-                refresh_s=None,
-            )
-            await _pages.respond(scope, send, 502, body)
+            status = 503 if state.status in (Status.STARTING, Status.WAITING) else 502
+            body = self.state_page(owner and scope["type"] == "http", owner)
+            extra = [(b"content-security-policy", _pages.STATE_CSP)]
+            if status == 503:
+                extra.append((b"retry-after", str(STARTING_REFRESH_S).encode()))
+            await _pages.respond(scope, send, status, body, extra)
         self.metrics.request_done(status)
         return None
+
+    def state_page(self, live: bool, with_output: bool) -> bytes:
+        """The start-up or error page: the app's state, what trioproxy waits for and does next;
+        ``with_output``: the app's last lines (the owner's); ``live``: it follows the app by the
+        owner's event stream, else it reloads itself while something is under way."""
+        state = self.state
+        view = state.view(trio.current_time())
+        tail = state.tail
+        lines = tail.lines(ERROR_PAGE_TAIL_LINES) if with_output else []
+        events = f"{self.settings.prefix}/_trioproxy/logs" if live else ""
+        settled = state.status is Status.FAILED or (state.status is Status.DOWN and view.next_in_s is None)
+        links = [("The JupyterHub home page (stop or start this server)", self.hub_home)] if self.hub_home else []
+        if with_output:
+            links.append(("The owner's controls of this server (restart, the app's whole log)",
+                          f"{self.settings.prefix}/_trioproxy/"))
+        return _pages.render_state(view, log_lines=lines, events=events, after=tail.count,
+                                   refresh_s=None if settled else STARTING_REFRESH_S, links=links)
 
 
 #: The response headers :func:`_rewrite.response_headers` may change.
 _REWRITTEN = frozenset({*_rewrite.LOCATION_HEADERS, b"refresh", b"set-cookie"})
-
-
-def starting_page(prefix: str, reason: str) -> bytes:
-    """The owner's page while the app starts: its output live, and on to the app once it is ready."""
-    base = json.dumps(f"{prefix}/_trioproxy")
-    body = f"""
-<p id="reason">{html.escape(reason)}</p>
-<p class="muted">This page follows the app's start and opens it as soon as it is ready.</p>
-<h2>The app's output</h2>
-<pre id="log"></pre>
-<script>
-const es = new EventSource({base} + "/logs?follow=1");
-const log = document.getElementById("log");
-es.addEventListener("line", e => {{ log.textContent += e.data + "\\n"; }});
-es.addEventListener("status", e => {{
-  const s = JSON.parse(e.data);
-  document.getElementById("reason").textContent = s.reason || s.status;
-  if (s.ready) {{ es.close(); location.reload(); }}
-}});
-es.onerror = () => setTimeout(() => location.reload(), 2000);
-</script>
-"""
-    return _pages.render_html("The app is starting", body)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> bytes | None:

@@ -11,8 +11,11 @@ sent, and ``_front.Front`` adds them to everything else it answers itself
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -44,10 +47,12 @@ _PAGE = """<!DOCTYPE html>
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; color: #222; }}
 pre {{ background: #f4f4f4; padding: 1rem; overflow-x: auto; white-space: pre-wrap; }}
 .muted {{ color: #666; }}
+.hint, .fix {{ border-left: 4px solid #f0ad4e; padding-left: .6rem; }}
+pre#tp-log {{ max-height: 28rem; overflow-y: auto; }}
 </style>
 </head>
 <body>
-<h1>{title}</h1>
+<h1 id="tp-title">{title}</h1>
 {body}
 <p class="muted">trioproxy</p>
 </body>
@@ -78,6 +83,183 @@ def render(
 def render_html(title: str, body_html: str) -> bytes:
     """A page around ``body_html``, which must be trioproxy's own markup (nothing from outside)."""
     return _PAGE.format(title=html.escape(title), body=body_html, refresh="").encode("utf-8")
+
+
+# --- the app's state: the start-up and error pages ----------------------------------------
+
+
+@dataclass(frozen=True)
+class AppView:
+    """The app's state as the pages show it (``AppState.view``); times in seconds, None: not known."""
+
+    #: ``starting``, ``waiting``, ``ready``, ``down``, ``failed`` (given up) or ``stopping``.
+    status: str
+    reason: str
+    ready: bool = False
+    attempt: int = 1
+    max_attempts: int = 1
+    #: What a starting app is waited for on ("the app on port 41873").
+    waiting_for: str = ""
+    elapsed_s: float | None = None
+    #: Since the last sign of progress, against ``limit_s`` (--ready-timeout).
+    idle_s: float | None = None
+    limit_s: float = 0.0
+    #: What trioproxy does next ("restarting the app (attempt 3 of 6)"), in how long.
+    next_what: str = ""
+    next_in_s: float | None = None
+    hint: str = ""
+    fix: str = ""
+    gave_up: bool = False
+    exits_in_s: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+TITLES = {
+    "starting": "The app is starting",
+    "waiting": "The app starts with the first request",
+    "ready": "The app is ready",
+    "down": "The app is not running",
+    "failed": "trioproxy gave up on the app",
+    "stopping": "The server is stopping",
+}
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def describe(view: AppView) -> dict[str, str]:
+    """The texts of the state page, by element: ``title``, ``now`` (what is going on), ``limits``
+    (elapsed time against the bounds), ``next`` (what trioproxy does next), ``hint`` and ``fix``.
+    Plain text (escaped where it is put in a page); the live page gets the same texts."""
+    attempt = f" (attempt {view.attempt} of {view.max_attempts})" if view.max_attempts > 1 else ""
+    now = limits = nxt = ""
+    if view.status == "starting":
+        if view.waiting_for and view.elapsed_s is not None:
+            now = f"Waiting for {view.waiting_for}: {view.elapsed_s:.0f} s{attempt}."
+        else:
+            now = _sentence(view.reason or "the app is starting")
+        if view.idle_s is not None and view.limit_s:
+            limits = (f"Last sign of progress (output, CPU time, I/O, a new process or socket) {view.idle_s:.0f} s "
+                      f"ago; the app is restarted after {view.limit_s:g} s without one (--ready-timeout).")
+        nxt = "This page follows the app's start and opens it as soon as it answers."
+    elif view.status == "down":
+        now = _sentence(f"the app {view.reason}{attempt}")
+        if view.next_in_s is not None and view.next_what:
+            nxt = _sentence(f"{view.next_what} in {view.next_in_s:.0f} s")
+        elif view.next_what:
+            nxt = _sentence(view.next_what)
+    elif view.status == "failed":
+        now = _sentence(f"the app {view.reason}")
+        if view.exits_in_s:
+            nxt = f"This server stops in {view.exits_in_s:.0f} s; start it again from the Hub's home page."
+        else:
+            nxt = "This server is stopping; start it again from the Hub's home page."
+    elif view.status == "waiting":
+        now = "The app starts when the first request arrives."
+    else:
+        now = _sentence(view.reason) if view.reason else ""
+    return {
+        "title": TITLES.get(view.status, "The app"),
+        "now": now,
+        "limits": limits,
+        "next": nxt,
+        "hint": _sentence(view.hint) if view.hint else "",
+        "fix": _sentence(f"fix: {view.fix}") if view.fix else "",
+    }
+
+
+def view_event(view: AppView) -> dict[str, Any]:
+    """What a state page's event stream sends: the texts, and whether to open the app or stop."""
+    return {"texts": describe(view), "ready": view.ready, "gave_up": view.gave_up, "status": view.status}
+
+
+#: The state page's script: static, so its hash goes in the page's Content-Security-Policy.
+#: It reads ``data-events`` (the owner's event stream) and ``data-after`` (the output lines
+#: already shown) from ``#tp``; it sets text only (textContent), never markup.
+STATE_SCRIPT = """
+(() => {
+  const root = document.getElementById("tp");
+  const url = root.dataset.events + "?follow=1&after=" + encodeURIComponent(root.dataset.after);
+  const log = document.getElementById("tp-log");
+  let gaveUp = root.dataset.status === "failed";
+  if (gaveUp) return;
+  const es = new EventSource(url);
+  es.addEventListener("line", e => {
+    if (log) { log.textContent += e.data + "\\n"; log.scrollTop = log.scrollHeight; }
+  });
+  es.addEventListener("view", e => {
+    const v = JSON.parse(e.data);
+    for (const [key, text] of Object.entries(v.texts)) {
+      const el = document.getElementById("tp-" + key);
+      if (el) { el.textContent = text; el.hidden = !text; }
+    }
+    document.title = v.texts.title;
+    root.dataset.status = v.status;
+    if (v.ready) { es.close(); location.reload(); }
+    if (v.gave_up) { gaveUp = true; }
+  });
+  es.onerror = () => {
+    es.close();
+    const next = document.getElementById("tp-next");
+    if (gaveUp) { if (next) next.textContent = "This server has stopped; start it again from the Hub's home page."; }
+    else { setTimeout(() => location.reload(), 2000); }
+  };
+})();
+"""
+STATE_SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STATE_SCRIPT.encode()).digest()).decode()
+#: The state pages' policy: their one script by its hash, requests to this origin only.
+STATE_CSP = (
+    f"default-src 'none'; script-src '{STATE_SCRIPT_HASH}'; connect-src 'self'; img-src 'self'; "
+    "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+).encode()
+
+
+def render_state(
+    view: AppView,
+    *,
+    log_lines: Sequence[str] = (),
+    events: str = "",
+    after: int = 0,
+    refresh_s: int | None = None,
+    links: Sequence[tuple[str, str]] = (),
+) -> bytes:
+    """The start-up or error page of ``view``. With ``events`` (the owner's event stream's URL)
+    it follows the app live (script), ``log_lines`` being the output up to line ``after``;
+    ``refresh_s`` reloads it without a script (``<noscript>`` when it is live). Send it with
+    ``(b"content-security-policy", STATE_CSP)``."""
+    texts = describe(view)
+
+    def para(key: str, cls: str = "") -> str:
+        text = texts[key]
+        attrs = f' id="tp-{key}"' + (f' class="{cls}"' if cls else "") + ("" if text else " hidden")
+        return f"<p{attrs}>{html.escape(text)}</p>"
+
+    body = [
+        f'<div id="tp" data-events="{html.escape(events)}" data-after="{int(after)}" '
+        f'data-status="{html.escape(view.status)}">',
+        para("now"), para("limits", "muted"), para("next"), para("hint", "hint"), para("fix", "fix"),
+    ]
+    if links:
+        body.append("<ul>" + "".join(f'<li><a href="{html.escape(h)}">{html.escape(t)}</a></li>'
+                                     for t, h in links) + "</ul>")
+    if events or log_lines:
+        body.append("<h2>The app's output</h2>")
+        body.append('<pre id="tp-log">' + html.escape("".join(line + "\n" for line in log_lines)) + "</pre>")
+    body.append("</div>")
+    if events:
+        body.append(f"<script>{STATE_SCRIPT}</script>")
+    refresh = ""
+    if refresh_s:
+        tag = f'<meta http-equiv="refresh" content="{int(refresh_s)}">'
+        refresh = (f"<noscript>{tag}</noscript>" if events else tag) + "\n"
+    return _PAGE.format(title=html.escape(texts["title"]), body="\n".join(body), refresh=refresh).encode("utf-8")
 
 
 def _headers(body: bytes, extra: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
