@@ -101,7 +101,7 @@ async def test_requested_restart_is_info_a_crash_an_error():
                 await trio.sleep(0.05)
         crash = ["--max-restarts", "0", "--", PY, "-c", "raise SystemExit(3)"]
         async with serve_proxy(crash) as crashed:
-            await crashed.wait_log("giving up")
+            await crashed.wait_log("trioproxy gives up")
     stopped = next(line for line in proxy.lines if "requested restart" in line)
     assert stopped.startswith("[I ") and "killed by SIGTERM" in stopped
     assert not [line for line in proxy.lines if line.startswith(("[E ", "[W "))]

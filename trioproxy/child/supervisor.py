@@ -383,7 +383,7 @@ class Supervisor:
             if failures > s.max_restarts:
                 await self._give_up(failures)
                 if self._stopping or not self._restart_requested:
-                    raise AppFailed(f"the app failed {failures} times in a row; last: it {self._last_reason}")
+                    raise AppFailed(f"the app {_failed_times(failures)}; last: it {self._last_reason}")
                 failures, backoff = 0, s.backoff_first_s  # the owner restarted it meanwhile
                 self._wake = trio.Event()
                 continue
@@ -407,7 +407,7 @@ class Supervisor:
         unless trioproxy is stopped or the owner restarts the app meanwhile."""
         s = self.settings
         self._last_reason = self.state.reason
-        reason = f"failed {failures} times in a row; last: it {self._last_reason}"
+        reason = f"{_failed_times(failures)}; last: it {self._last_reason}"
         self.state.set(Status.FAILED, reason)
         self.state.update(exits_at=trio.current_time() + s.give_up_linger_s)
         logger.error("the app %s: trioproxy gives up and exits in %g s", reason, s.give_up_linger_s)
@@ -693,3 +693,7 @@ def redact_argv(argv: list[str]) -> list[str]:
 
 def _shown(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
+
+
+def _failed_times(failures: int) -> str:
+    return "failed once" if failures == 1 else f"failed {failures} times in a row"
