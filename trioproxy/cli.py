@@ -355,9 +355,12 @@ Usage: trioproxy doctor [OPTIONS] [-- COMMAND...]
   the variables a Spawner sets (JUPYTERHUB_API_TOKEN, JUPYTERHUB_API_URL,
   JUPYTERHUB_SERVICE_PREFIX, ...), the API token and its scopes (asking the
   Hub), the TLS files of internal SSL, the address to listen on, proxy
-  variables that would catch the Hub's address, trioproxy's dependencies.
-  Each check prints one line: ok, warn (works, probably not as intended) or
-  FAIL with how to fix it. Exit code 1 when a check fails, else 0.
+  variables that would catch the Hub's address, trioproxy's dependencies,
+  and websockets: on the server's own address, and through the Hub's route
+  (--via) to the server's echo, with the server's token.
+  Each check prints one line: ok, warn (works, probably not as intended),
+  skip (cannot be checked here) or FAIL with how to fix it. Exit code 1 when
+  a check fails, else 0.
 
   Run it where the server runs, with the Spawner's environment, e.g.
   kubectl exec POD -- trioproxy doctor --authtype oauth
@@ -366,6 +369,10 @@ Options:
   The options of trioproxy (trioproxy --help) with the values the server is
   started with: the checks follow them (--authtype, --port, --ip, --repo, ...).
   The app's COMMAND is optional and is not run.
+  --via URL   The Hub's public address as users reach it (e.g.
+              https://hub.example.org): websockets are checked through it,
+              end to end, to the server's own echo. Default:
+              $JUPYTERHUB_PUBLIC_URL (set when the Hub has a public_url).
   -h, --help  Show this message and exit.
 """
 
@@ -407,8 +414,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo(DOCTOR_HELP, nl=False)
         sys.exit(0)
     if doctor:
-        # `trioproxy doctor [OPTIONS]`: the same options; the app's command is optional.
-        args = args[1:] if "--" in args[1:] else [*args[1:], "--", "true"]
+        # `trioproxy doctor [OPTIONS]`: the same options and its own (--via); the app's command is optional.
+        from .ops import doctor_ws as _doctor_ws  # noqa: PLC0415 (only for doctor)
+
+        try:
+            doctor_options, args = _doctor_ws.split_options(args[1:])
+        except _doctor_ws.UsageProblem as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(click.UsageError.exit_code)
+        args = args if "--" in args else [*args, "--", "true"]
     try:
         settings = parse(args, os.environ)
     except click.exceptions.Exit as exc:
@@ -426,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if doctor:
         from .ops import doctor as _doctor  # noqa: PLC0415 (only for --doctor)
 
-        sys.exit(_doctor.run(settings, os.environ))
+        sys.exit(_doctor.run(settings, os.environ, options=doctor_options))
 
     # Process-wide, so here and not in the run (which also runs in-process, in tests): orphaned
     # descendants are re-parented to us, and reaped by the run's sweeps.

@@ -67,7 +67,7 @@ STACK_MODULES = (
     "trioproxy.server.tcp",
 )
 #: What the Quart-Trio app imports, loaded in a worker thread by :func:`_warm_web`.
-WEB_MODULES = ("quart", "quart_trio", "trioproxy.ops.web", "trioproxy.ops.controls")
+WEB_MODULES = ("quart", "quart_trio", "trioproxy.ops.web", "trioproxy.ops.controls", "trioproxy.ops.echo")
 
 #: Exit codes.
 EXIT_OK = 0
@@ -307,10 +307,12 @@ def _make_front(
 
     def build_web() -> Any:
         from .ops import controls as _controls  # noqa: PLC0415 (Quart: see _lazyapp)
+        from .ops import echo as _echo  # noqa: PLC0415 (Quart: see _lazyapp)
         from .ops import web as _web  # noqa: PLC0415 (Quart: see _lazyapp)
 
         app = _web.make_app(settings, auth, state)
         _controls.register(app, settings, state, supervisor, metrics, shutdown)
+        _echo.register(app, settings, shutdown)
         return app
 
     web = LazyApp(build_web, modules=WEB_MODULES)

@@ -284,6 +284,15 @@ VIEW_TICK_S = 1.0
 #: An idle log stream of the owner's controls sends a comment this often, in
 #: seconds (keeps proxies from cutting it; below nginx's 60 s read timeout).
 CONTROLS_FOLLOW_KEEPALIVE_S = 15.0
+#: The websocket echo (``{prefix}/_trioproxy/echo``, for ``trioproxy doctor``): the messages it
+#: echoes before it closes 1000, the largest it echoes (a larger one: 1009), and how long it
+#: stays open at most, in seconds.
+ECHO_MAX_MESSAGES = 8
+ECHO_MAX_MESSAGE_BYTES = 4096
+ECHO_TIMEOUT_S = 10.0
+#: ``trioproxy doctor``'s websocket checks: seconds for the handshake, and for the echo.
+DOCTOR_WS_CONNECT_TIMEOUT_S = 10.0
+DOCTOR_WS_ECHO_TIMEOUT_S = 5.0
 
 # the server and the websocket proxy (server/, proxy/)
 

@@ -3,7 +3,12 @@
 Run it in the user's pod or container, with the environment the Spawner
 set (``kubectl exec ... -- trioproxy doctor``). Each check prints one line:
 ``ok``, ``warn`` (works, but probably not as intended) or ``FAIL`` with how
-to fix it. The exit code is 1 when any check fails, else 0.
+to fix it (``skip``: could not be checked here). The exit code is 1 when
+any check fails, else 0.
+
+The websocket checks (:mod:`.doctor_ws`) open trioproxy's own echo on the
+server's address and through the Hub's route (``--via URL``, the doctor's
+one option of its own, else ``$JUPYTERHUB_PUBLIC_URL``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from ..errors import HubRefused, HubSetupError, HubUnavailable
 from ..hub.api import open_hub
 from ..rules import scopes as _scopes
 from ..settings import AuthType, Settings
+from . import doctor_ws as _ws
+from .doctor_ws import DoctorOptions
 
 #: Variables a Spawner sets that trioproxy relies on with --authtype oauth.
 REQUIRED = (
@@ -55,6 +62,10 @@ class Report:
     def fail(self, what: str, fix: str) -> None:
         self.failed += 1
         self._emit("FAIL", what, fix)
+
+    def skip(self, what: str, fix: str = "") -> None:
+        """A check that could not run here (neither a problem nor a warning)."""
+        self._emit("skip", what, fix)
 
     def _emit(self, level: str, what: str, fix: str) -> None:
         self.lines.append((level, what, fix))
@@ -254,7 +265,7 @@ async def check_hub(settings: Settings, report: Report) -> None:
 
 
 def check_dependencies(report: Report) -> None:
-    """The releases of hypercorn, h11, wsproto and trio-websocket are those trioproxy.compat was read against."""
+    """The releases of the dependencies trioproxy.compat reaches into are those it was read against."""
     from .. import compat  # noqa: PLC0415 (imports the serving stack: only here, not with the module)
 
     try:
@@ -265,8 +276,9 @@ def check_dependencies(report: Report) -> None:
         report.ok(f"dependencies as tested: {', '.join(found)}")
 
 
-def run(settings: Settings, environ: Mapping[str, str], out: TextIO = sys.stdout) -> int:
-    """All checks; the exit code."""
+def run(settings: Settings, environ: Mapping[str, str], out: TextIO = sys.stdout,
+        options: DoctorOptions | None = None) -> int:
+    """All checks; the exit code. ``options``: the doctor's own (``doctor_ws.split_options``)."""
     report = Report(out)
     print(f"trioproxy doctor: prefix {settings.proxy.prefix + '/'}, auth {settings.hub.authtype}", file=out)
     check_environment(settings, environ, report)
@@ -277,6 +289,7 @@ def run(settings: Settings, environ: Mapping[str, str], out: TextIO = sys.stdout
     check_dependencies(report)
     if settings.hub.authtype is AuthType.OAUTH or settings.activity.interval_s > 0:
         trio.run(check_hub, settings, report)
+    trio.run(_ws.check_websockets, settings, environ, options or DoctorOptions(), report)
     summary = f"{report.failed} problem(s), {report.warned} warning(s)"
     print(("FAILED: " if report.failed else "OK: ") + summary, file=out)
     return 1 if report.failed else 0

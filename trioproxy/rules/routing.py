@@ -18,6 +18,8 @@ OAUTH_CALLBACK = b"/oauth_callback"
 OPS = b"/_trioproxy/"
 #: The owner's controls under the prefix (status, restart, logs): after login, owner only.
 CONTROLS = b"/_trioproxy/"
+#: trioproxy's websocket echo, one of the controls (``ops/echo.py``; ``trioproxy doctor`` opens it).
+ECHO = b"/_trioproxy/echo"
 
 
 @dataclass(frozen=True)
