@@ -92,7 +92,7 @@ RECIPES = {
     "nicegui": "trioproxy --ready-timeout 60 -- python nicegui_app.py --port {port}",
     "jupyterlab": (
         "trioproxy --keep-prefix --ready-timeout 60 -- jupyter lab --no-browser --allow-root"
-        " --ip=127.0.0.1 --port={port} --ServerApp.base_url={base_url}/"
+        " --sock={unix_socket} --ServerApp.base_url={base_url}/"
         " --IdentityProvider.token= --ServerApp.password="
     ),
     "tensorboard": (
