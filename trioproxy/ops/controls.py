@@ -333,4 +333,4 @@ def control_page(base: str, xsrf: str = "", look: _pages.Look = _pages.PLAIN) ->
     """The owner's page; its script only talks to ``base`` (same origin); ``xsrf``: the login's
     anti-forgery token, sent with the restart. Everything it shows is set as text (textContent)."""
     body = _CONTROL_BODY.format(base=html.escape(base), xsrf=html.escape(xsrf))
-    return _pages.render_html("trioproxy: the app", body, look=look.for_owner(), script=CONTROL_SCRIPT)
+    return _pages.render_html("The app: its controls", body, look=look.for_owner(), script=CONTROL_SCRIPT)

@@ -79,7 +79,7 @@ pre { margin: 0; padding: .75rem; background: var(--code); border: 1px solid var
 code { font-size: .875rem; overflow-wrap: anywhere; }
 table { border-collapse: collapse; margin: .5rem 0; }
 th, td { text-align: left; vertical-align: top; padding: .3rem 1rem .3rem 0; border-bottom: 1px solid var(--line); }
-th { font-weight: 500; color: var(--muted); }
+th { font-weight: 500; color: var(--muted); white-space: nowrap; }
 button { font: inherit; color: #fff; background: var(--accent); border: 1px solid var(--accent-line);
   border-radius: .375rem; padding: .375rem .75rem; cursor: pointer; }
 button:hover { filter: brightness(.9); }
@@ -164,7 +164,7 @@ PLAIN = Look()
 
 
 def _bar(look: Look) -> str:
-    """The top bar: the Hub's logo (to its home), then Home, This app, Controls (owner), Stop."""
+    """The top bar: the Hub's logo (to its home), Home, This app; for the owner, Controls and Stop."""
     items = []
     if look.logo:
         items.append(f'<a class="tp-logo" href="{html.escape(look.hub_home)}" title="Home">'
@@ -177,8 +177,10 @@ def _bar(look: Look) -> str:
     nav.append(("This app", look.app, "This server's app"))
     if look.owner:
         nav.append(("Controls", look.controls, "The owner's controls: state, restart, the app's log"))
-    if look.hub_home:
-        nav.append(("Stop my server", look.hub_home, "On the Hub's home page: its Stop button for this server"))
+        if look.hub_home:
+            # The Hub stops servers from its home page (a POST of its own, with its XSRF token):
+            # a link there, never a cross-site request from here.
+            nav.append(("Stop my server", look.hub_home, "On the Hub's home page: the Stop button of this server"))
     items += [f'<a class="tp-nav" href="{html.escape(href)}" title="{html.escape(tip)}">{html.escape(text)}</a>'
               for text, href, tip in nav]
     return '<nav class="tp-bar">' + "".join(items) + "</nav>"
