@@ -44,6 +44,7 @@ def assert_strict(page: str, policy: str, *, hub_origin: str = "") -> None:
     """Nothing runs or loads but the page's own stylesheet and script (by hash), images of this
     origin and the Hub's; no inline style attribute (no hash covers one), no other origin."""
     sources = {d.split()[0]: d.split()[1:] for d in policy.split("; ")}
+    assert "frame-ancestors" not in policy or policy.endswith(("frame-ancestors 'self'", "frame-ancestors 'none'"))
     assert sources["default-src"] == ["'none'"], policy
     assert sources["img-src"] == ["'self'", *([hub_origin] if hub_origin else [])], policy
     assert sources["base-uri"] == ["'none'"] and sources["form-action"] == ["'none'"], policy

@@ -326,7 +326,7 @@ _CONTROL_BODY = """<div id="tp-controls" data-base="{base}" data-xsrf="{xsrf}" d
 
 def control_csp(look: _pages.Look) -> str:
     """The control page's policy: the pages' own, never framed at all (it holds the token)."""
-    return look.csp(CONTROL_SCRIPT_HASH).replace("frame-ancestors 'self'", "frame-ancestors 'none'")
+    return look.csp(CONTROL_SCRIPT_HASH, frame_ancestors="'none'")
 
 
 def control_page(base: str, xsrf: str = "", look: _pages.Look = _pages.PLAIN) -> bytes:

@@ -3,6 +3,13 @@
 Every piece of text that came from outside (a reason, the app's log lines, a
 path) is HTML-escaped here, in one place.
 
+The pages are in the Hub's look (:class:`Look`: a top bar with the Hub's own logo from its
+``/hub/logo`` and links to the Hub's home, this app, the owner's controls and the Hub's home
+again for stopping the server; a centred panel), written here as one static stylesheet. Each
+page carries its policy in a ``<meta>`` Content-Security-Policy: ``default-src 'none'``, the
+stylesheet and the page's one script (if any) allowed by their hashes, images from this origin
+and the Hub's only; nothing is loaded from anywhere else.
+
 Every response trioproxy makes itself carries :data:`OWN_HEADERS`
 (:func:`with_own_headers`): the pages built here add them wherever they are
 sent, and ``_front.Front`` adds them to everything else it answers itself
@@ -144,13 +151,15 @@ class Look:
     def for_owner(self, owner: bool = True) -> Look:
         return replace(self, owner=owner)
 
-    def csp(self, script_hash: str = "") -> str:
+    def csp(self, script_hash: str = "", *, frame_ancestors: str = "'self'") -> str:
         """The pages' policy: nothing but their stylesheet (by its hash), the Hub's logo and, when
-        ``script_hash`` is given, that one script talking to this origin only."""
+        ``script_hash`` is given, that one script talking to this origin only. ``frame_ancestors``
+        '' leaves that out (a ``<meta>`` policy cannot say it: the header :data:`OWN_HEADERS` does)."""
         img = "'self'" + (f" {self.hub_origin}" if self.hub_ok and self.hub_origin else "")
         script = f"script-src '{script_hash}'; connect-src 'self'; " if script_hash else ""
+        frames = f"; frame-ancestors {frame_ancestors}" if frame_ancestors else ""
         return (f"default-src 'none'; {script}img-src {img}; style-src '{STYLE_HASH}'; "
-                "base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
+                f"base-uri 'none'; form-action 'none'{frames}")
 
 
 def hub_look(*, with_hub: bool, host: str, hub_prefix: str, prefix: str) -> Look:
@@ -219,7 +228,8 @@ _PAGE = """<!DOCTYPE html>
 def _page(title: str, body: str, look: Look, *, panel: str = 'class="tp-panel"', refresh: str = "",
           script: str = "") -> bytes:
     return _PAGE.format(
-        csp=html.escape(look.csp(script_hash(script) if script else "")), refresh=refresh, title=html.escape(title),
+        csp=html.escape(look.csp(script_hash(script) if script else "", frame_ancestors="")), refresh=refresh,
+        title=html.escape(title),
         style=STYLE, bar=_bar(look), panel=panel, body=body,
         script=f"<script>{script}</script>\n" if script else "",
     ).encode("utf-8")
