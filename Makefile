@@ -21,7 +21,7 @@ CHP_SPEC  ?= configurable-http-proxy@5
 APPS_DIR    ?= .apps
 MLFLOW_SPEC ?= mlflow>=3.17,<4
 
-.PHONY: demo test lint venv install install-test unit fuzz soak clean
+.PHONY: demo test lint venv install install-test unit fuzz soak screenshots clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -101,6 +101,12 @@ unit: install-test
 # The tests of known gaps, excluded from make test (README: Known gaps)
 gaps: install-test
 	$(PY) -m pytest -q -m gap || test $$? -eq 5  # 5: none left
+
+# The README's pictures of trioproxy's pages (tests/screenshots/*.png), made by the suite's
+# Chromium through the real JupyterHub 6 (tests/test_screenshots.py; the suite runs the same
+# test with the pictures in a temporary directory).
+screenshots: install-test
+	TRIOPROXY_SCREENSHOTS=tests/screenshots $(PY) -m pytest -q tests/test_screenshots.py
 
 # The long fuzz run (the suite runs a short one)
 fuzz: install-test

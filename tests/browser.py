@@ -34,7 +34,8 @@ those that return nothing):
 ``{"url": true}``                  result: the page's URL
 ``{"html": true}``                 result: the page's HTML
 ``{"cookies": true}``              result: the context's cookies (list of dicts)
-``{"screenshot": path}``           PNG of the page
+``{"screenshot": path}``           PNG of the whole page (``"full_page": false``: the viewport only)
+``{"headers": {name: value}}``     send these headers with every later request of the page
 ``{"sleep": seconds}``
 
 Every action may carry ``"timeout"`` (seconds, default 15). On failure the returned dict has
@@ -224,8 +225,11 @@ def _act(page: Any, context: Any, action: dict[str, Any]) -> Any:
     if "cookies" in action:
         return context.cookies()
     if "screenshot" in action:
-        page.screenshot(path=action["screenshot"], full_page=True, timeout=ms)
+        page.screenshot(path=action["screenshot"], full_page=bool(action.get("full_page", True)), timeout=ms)
         return action["screenshot"]
+    if "headers" in action:
+        page.set_extra_http_headers({str(k): str(v) for k, v in action["headers"].items()})
+        return None
     if "sleep" in action:
         page.wait_for_timeout(float(action["sleep"]) * 1000)
         return None

@@ -44,7 +44,7 @@ from .hub.activity import ActivityTracker
 from .hub.api import HubAPI
 from .metrics import Metrics
 from .ops.lazyapp import LazyApp
-from .proxy.gateway import Gateway
+from .proxy.gateway import Gateway, look_of
 from .rules.routing import Router
 from .server.serve import Listening, serve
 from .settings import WEB_WARM_DELAY_S, AuthType, Settings
@@ -103,7 +103,7 @@ class Parts:
         tracker = ActivityTracker()
         gateway = Gateway(settings.proxy, state, pool, tracker, metrics=metrics,
                           own_cookie=settings.hub.cookie_name,
-                          hub_home=f"{settings.hub.host}{settings.hub.hub_prefix}home",
+                          look=look_of(settings),
                           logs_for_all=settings.hub.authtype is AuthType.NONE and settings.hub.public_controls)
         supervisor = Supervisor(settings.child, state, on_ready=pool.reset)
         return cls(settings, Shutdown(), state, metrics, pool, tracker, gateway, supervisor, _reaper.Reaper())

@@ -144,6 +144,8 @@ class HubOAuth:
                                  anyone=hub.anyone)
         self.trusted_origins = frozenset(o for o in (_origin(hub.public_url), _origin(hub.host)) if o)
         self.app_uses_xsrf = app_uses_xsrf
+        #: The login's pages, in the Hub's look (its logo and home; no owner's controls: not known yet).
+        self.look = _pages.hub_look(with_hub=True, host=hub.host, hub_prefix=hub.hub_prefix, prefix=proxy.prefix)
 
     # --- who may enter ---------------------------------------------------------------
 
@@ -313,7 +315,8 @@ class HubOAuth:
         extra: Headers = (),  # type: ignore[assignment]
         links: Sequence[tuple[str, str]] = (),
     ) -> None:
-        await _pages.respond(scope, send, status, _pages.render(title, paragraphs, links=links), list(extra))
+        body = _pages.render(title, paragraphs, links=links, look=self.look)
+        await _pages.respond(scope, send, status, body, list(extra))
 
     # --- the login --------------------------------------------------------------------
 
@@ -432,7 +435,7 @@ class HubOAuth:
         self, status: int, title: str, paragraphs: list[str], *, links: Sequence[tuple[str, str]] = (),
         extra: Headers = (),  # type: ignore[assignment]
     ) -> Reply:
-        return Reply(status, list(extra), _pages.render(title, paragraphs, links=links))
+        return Reply(status, list(extra), _pages.render(title, paragraphs, links=links, look=self.look))
 
 
 def _where(scope: dict[str, Any]) -> str:

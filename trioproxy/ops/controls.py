@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,6 +46,7 @@ from ..auth.passage import Passage
 from ..child.connection import TcpTarget, UnixTarget
 from ..child.supervisor import AppState, Status, Supervisor
 from ..metrics import Metrics
+from ..proxy.gateway import look_of
 from ..rules import pages as _pages
 from ..rules import scopes as _scopes
 from ..settings import CONTROLS_FOLLOW_KEEPALIVE_S, VIEW_TICK_S, AuthType, Settings
@@ -111,6 +113,8 @@ def register(
     open_mode = settings.hub.authtype is AuthType.NONE
     secret = settings.hub.cookie_secret
     started = time.time()
+    look = look_of(settings)
+    owner_look = look.for_owner()
 
     def access() -> _scopes.ControlAccess:
         """What of the controls this request may reach (decided at admission, see the docstring)."""
@@ -127,9 +131,9 @@ def register(
     def refused() -> Response:
         if open_mode:
             body = _pages.render("403: Controls off", ["This server is public (--authtype none): its owner's "
-                                 "controls are off unless trioproxy runs with --public-controls."])
+                                 "controls are off unless trioproxy runs with --public-controls."], look=look)
         else:
-            body = _pages.render("403: Owner only", ["These controls belong to the server's owner."])
+            body = _pages.render("403: Owner only", ["These controls belong to the server's owner."], look=look)
         return Response(body, status=403, content_type=_HTML)
 
     def status_model() -> dict[str, Any]:
@@ -159,11 +163,12 @@ def register(
         if access() != _scopes.OWNER:
             return refused()
         if request.headers.get(ACTION_HEADER, "").lower() != "restart":
-            body = _pages.render("403: Restart refused", [f"A restart request must carry '{ACTION_HEADER}: restart'."])
+            body = _pages.render("403: Restart refused", [f"A restart request must carry '{ACTION_HEADER}: restart'."],
+                                 look=owner_look)
             return Response(body, status=403, content_type=_HTML)
         if not open_mode and not xsrf_ok(secret, passage_of(), request.headers.get(XSRF_HEADER, "")):
             body = _pages.render("403: Restart refused", ["A restart with the login cookie must carry the "
-                                 "anti-forgery token of the control page: use its Restart button."])
+                                 "anti-forgery token of the control page: use its Restart button."], look=owner_look)
             return Response(body, status=403, content_type=_HTML)
         if not supervisor.restart():
             return Response(json.dumps({"restarting": False, "reason": "shutting down"}), status=409,
@@ -217,12 +222,13 @@ def register(
             return refused()
         if not _is_navigation(request.headers):
             # The page holds the anti-forgery token: not for a script's fetch, nor a frame.
-            body = _pages.render("403: Open this page directly", ["The control page opens as a page of its own."])
+            body = _pages.render("403: Open this page directly", ["The control page opens as a page of its own."],
+                                 look=owner_look)
             return Response(body, status=403, content_type=_HTML)
         passage = passage_of()
         token = xsrf_token(secret, passage.login_digest) if passage.credential == "cookie" else ""
-        return Response(control_page(base, token), content_type=_HTML,
-                        headers={"Cache-Control": "no-store", "Content-Security-Policy": "frame-ancestors 'none'",
+        return Response(control_page(base, token, look), content_type=_HTML,
+                        headers={"Cache-Control": "no-store", "Content-Security-Policy": control_csp(look),
                                  "X-Frame-Options": "DENY"})
 
     @app.route("/_trioproxy/metrics", methods=["GET"])
@@ -230,7 +236,7 @@ def register(
         admitted = open_mode or settings.proxy.metrics_public or request.scope.get("trioproxy.user") is not None
         if not admitted:
             body = _pages.render("403: Metrics", ["Send a JupyterHub token of a user of this server, "
-                                                  "or start trioproxy with --metrics-public."])
+                                                  "or start trioproxy with --metrics-public."], look=look)
             return Response(body, status=403, content_type=_HTML)
         metrics.app_restarts = supervisor.restarts
         text = _metrics.render(metrics, app_ready=lambda: state.status is Status.READY,
@@ -248,32 +254,15 @@ def _address(state: AppState) -> str:
     return ""
 
 
-def _js(value: str) -> str:
-    """``value`` as a JavaScript string literal that cannot end the script element."""
-    return json.dumps(value).replace("<", "\\u003c")
-
-
-def control_page(base: str, xsrf: str = "") -> bytes:
-    """The owner's page; its script only talks to ``base`` (same origin); ``xsrf``: the login's
-    anti-forgery token, sent with the restart. Everything it shows is set as text (textContent)."""
-    script = """
-<p>State: <b id="state">…</b> <span id="reason" class="muted"></span></p>
-<table>
-<tr><th>pid</th><td id="pid">–</td></tr>
-<tr><th>answers on</th><td id="address">–</td></tr>
-<tr><th>up</th><td id="up">–</td></tr>
-<tr><th>command</th><td><code id="command">–</code></td></tr>
-<tr><th>restarts</th><td id="restarts">–</td></tr>
-</table>
-<p><button id="restart">Restart the app</button> <span id="feedback" class="muted"></span></p>
-<h2>Exits</h2>
-<table id="exits"><tr><th>time</th><th>attempt</th><th>exit code</th><th>why</th></tr></table>
-<h2>The app's output</h2>
-<pre id="log"></pre>
-<script>
-const base = BASE;
-const log = document.getElementById("log");
+#: The control page's script: static, so its hash goes in the page's policy (no other script
+#: runs). It reads ``data-base`` (the controls' URL) and ``data-xsrf`` (the login's anti-forgery
+#: token) from ``#tp-controls``, talks to that base only, and sets text only (textContent).
+CONTROL_SCRIPT = """
+(() => {
+const root = document.getElementById("tp-controls");
+const base = root.dataset.base, xsrf = root.dataset.xsrf;
 const $ = id => document.getElementById(id);
+const log = $("log");
 let up = null, upAt = 0, lastPid = null, asked = false;
 function fmt(s) {
   s = Math.floor(s);
@@ -287,6 +276,7 @@ function show(s) {
   $("address").textContent = s.address || "–";
   $("command").textContent = s.command || "–";
   $("restarts").textContent = s.restarts;
+  root.dataset.status = s.status;
   up = s.app_uptime_s; upAt = Date.now();
   const rows = $("exits");
   while (rows.rows.length > 1) rows.deleteRow(1);
@@ -300,18 +290,47 @@ function show(s) {
 }
 setInterval(() => { $("up").textContent = up === null ? "–" : fmt(up + (Date.now() - upAt) / 1000); }, 1000);
 const es = new EventSource(base + "/logs?follow=1");
-es.addEventListener("line", e => { log.textContent += e.data + "\\n"; window.scrollTo(0, document.body.scrollHeight); });
+es.addEventListener("line", e => { log.textContent += e.data + "\\n"; log.scrollTop = log.scrollHeight; });
 es.addEventListener("status", e => show(JSON.parse(e.data)));
 es.onerror = () => { $("feedback").textContent = "lost the connection to trioproxy; reload the page"; };
 $("restart").onclick = async () => {
   lastPid = $("pid").textContent === "–" ? null : Number($("pid").textContent);
   $("feedback").textContent = "asking for a restart…";
   try {
-    const r = await fetch(base + "/restart", {method: "POST", headers: {"X-Trioproxy-Action": "restart", "X-Trioproxy-Xsrf": XSRF}});
+    const r = await fetch(base + "/restart", {method: "POST", headers: {"X-Trioproxy-Action": "restart", "X-Trioproxy-Xsrf": xsrf}});
     asked = r.status === 202;
     $("feedback").textContent = asked ? "restarting…" : "refused (" + r.status + ")";
   } catch (err) { $("feedback").textContent = "the request failed: " + err; }
 };
-</script>
-""".replace("XSRF", _js(xsrf)).replace("BASE", _js(base))  # noqa: E501 (the page's script, kept verbatim)
-    return _pages.render_html("trioproxy: the app", script)
+})();
+"""  # noqa: E501 (the page's script, kept verbatim)
+CONTROL_SCRIPT_HASH = _pages.script_hash(CONTROL_SCRIPT)
+
+#: The control page's markup (its values are filled in by the script, as text).
+_CONTROL_BODY = """<div id="tp-controls" data-base="{base}" data-xsrf="{xsrf}" data-status="">
+<p>State: <b id="state">…</b> <span id="reason" class="muted"></span></p>
+<table>
+<tr><th>pid</th><td id="pid">–</td></tr>
+<tr><th>answers on</th><td id="address">–</td></tr>
+<tr><th>up</th><td id="up">–</td></tr>
+<tr><th>command</th><td><code id="command">–</code></td></tr>
+<tr><th>restarts</th><td id="restarts">–</td></tr>
+</table>
+<p><button id="restart" type="button">Restart the app</button> <span id="feedback" class="muted"></span></p>
+<h2>Exits</h2>
+<table id="exits"><tr><th>time</th><th>attempt</th><th>exit code</th><th>why</th></tr></table>
+<h2>The app's output</h2>
+<pre id="log"></pre>
+</div>"""
+
+
+def control_csp(look: _pages.Look) -> str:
+    """The control page's policy: the pages' own, never framed at all (it holds the token)."""
+    return look.csp(CONTROL_SCRIPT_HASH, frame_ancestors="'none'")
+
+
+def control_page(base: str, xsrf: str = "", look: _pages.Look = _pages.PLAIN) -> bytes:
+    """The owner's page; its script only talks to ``base`` (same origin); ``xsrf``: the login's
+    anti-forgery token, sent with the restart. Everything it shows is set as text (textContent)."""
+    body = _CONTROL_BODY.format(base=html.escape(base), xsrf=html.escape(xsrf))
+    return _pages.render_html("The app: its controls", body, look=look.for_owner(), script=CONTROL_SCRIPT)

@@ -15,10 +15,12 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers
 
-from ..auth.passage import Authenticator
+from ..auth.passage import Authenticator, Passage
 from ..child.supervisor import AppState, Status
+from ..proxy.gateway import look_of
 from ..rules import pages as _pages
-from ..settings import Settings
+from ..rules import scopes as _scopes
+from ..settings import AuthType, Settings
 
 
 def make_app(settings: Settings, auth: Authenticator, state: AppState) -> QuartTrio:
@@ -54,20 +56,32 @@ def make_app(settings: Settings, auth: Authenticator, state: AppState) -> QuartT
         return Response("ready\n" if is_ready else "not ready\n", status=200 if is_ready else 503,
                         content_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"})
 
-    home = prefix + "/"
-    hub_home = f"{settings.hub.host}{settings.hub.hub_prefix}home"
-    not_found_body = _pages.render(
-        "404: Not Found", [f"There is nothing here. This server serves its app under {home} only."],
-        links=[(f"This server's app: {home}", home), ("The JupyterHub home page", hub_home)],
-    )
+    look = look_of(settings)
+
+    def owner() -> bool:
+        """The request came through the owner's login (under the prefix), or the controls are public."""
+        if settings.hub.authtype is AuthType.NONE:
+            return settings.hub.public_controls
+        passage = request.scope.get("trioproxy.passage")
+        return isinstance(passage, Passage) and passage.controls == _scopes.OWNER
+
+    def not_found_body() -> bytes:
+        home = look.app
+        links = [(f"This server's app: {home}", home)]
+        if look.hub_home:
+            links.append(("The JupyterHub home page", look.hub_home))
+        return _pages.render("404: Not Found",
+                             [f"There is nothing here. This server serves its app under {home} only."],
+                             links=links, look=look.for_owner(owner()))
 
     @app.errorhandler(404)
     async def not_found(_error: Exception) -> Any:
-        return Response(not_found_body, status=404, content_type="text/html; charset=utf-8")
+        return Response(not_found_body(), status=404, content_type="text/html; charset=utf-8")
 
     @app.errorhandler(405)
     async def not_allowed(_error: Exception) -> Any:
-        body = _pages.render("405: Method Not Allowed", ["This endpoint does not take that method."])
+        body = _pages.render("405: Method Not Allowed", ["This endpoint does not take that method."],
+                             look=look.for_owner(owner()))
         return Response(body, status=405, content_type="text/html; charset=utf-8")
 
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +25,18 @@ from ..rules import rewrite as _rewrite
 from ..rules import routing as _routing
 from ..rules import scopes as _scopes
 from ..rules.pages import Send
-from ..settings import ERROR_PAGE_TAIL_LINES, OWNER_PAGE_WAIT_S, STARTING_REFRESH_S, ProxySettings
+from ..settings import ERROR_PAGE_TAIL_LINES, OWNER_PAGE_WAIT_S, STARTING_REFRESH_S, ProxySettings, Settings
 from .ws_keepalive import KeepAlive
 
 logger = logging.getLogger("trioproxy.proxy")
+
+
+def look_of(settings: Settings) -> _pages.Look:
+    """The look of this process's pages: the Hub's logo and links when a Hub spawned it (its
+    API token is there: ``--authtype none`` on its own, e.g. ``make demo``, has none)."""
+    hub = settings.hub
+    return _pages.hub_look(with_hub=bool(hub.api_token), host=hub.host, hub_prefix=hub.hub_prefix,
+                           prefix=settings.proxy.prefix)
 
 
 
@@ -101,8 +109,8 @@ class Gateway:
     logs_for_all: bool = False
     #: trioproxy's login cookie (``HubSettings.cookie_name``; '' without one).
     own_cookie: str = ""
-    #: The Hub's home page (where the server is stopped or started), linked from the state pages.
-    hub_home: str = ""
+    #: The pages' look: the Hub's logo and links (``_pages.hub_look``); plain without a Hub.
+    look: _pages.Look = _pages.PLAIN
 
     #: Which of the app's response headers are rewritten (the options), and the prefix as browsers write it.
     rewrites: _rewrite.Rewrites = field(init=False)
@@ -204,12 +212,12 @@ class Gateway:
             return state.address
         if state.status is Status.STOPPING:
             status = 503
-            body = _pages.render("The server is stopping", ["This server is shutting down."])
+            body = self.page("The server is stopping", ["This server is shutting down."], owner=owner)
             await _pages.respond(scope, send, 503, body, [(b"connection", b"close")])
         else:
             status = 503 if state.status in (Status.STARTING, Status.WAITING) else 502
             body = self.state_page(owner and scope["type"] == "http", owner)
-            extra = [(b"content-security-policy", _pages.STATE_CSP)]
+            extra = [(b"content-security-policy", _pages.state_csp(self.look))]
             if status == 503:
                 extra.append((b"retry-after", str(STARTING_REFRESH_S).encode()))
             await _pages.respond(scope, send, status, body, extra)
@@ -226,12 +234,19 @@ class Gateway:
         lines = tail.lines(ERROR_PAGE_TAIL_LINES) if with_output else []
         events = f"{self.settings.prefix}/_trioproxy/logs" if live else ""
         settled = state.status is Status.FAILED or (state.status is Status.DOWN and view.next_in_s is None)
-        links = [("The JupyterHub home page (stop or start this server)", self.hub_home)] if self.hub_home else []
+        look = self.look.for_owner(with_output)
+        links = ([("The JupyterHub home page (stop or start this server)", look.hub_home)]
+                 if look.hub_home else [])
         if with_output:
-            links.append(("The owner's controls of this server (restart, the app's whole log)",
-                          f"{self.settings.prefix}/_trioproxy/"))
+            links.append(("The owner's controls of this server (restart, the app's whole log)", look.controls))
         return _pages.render_state(view, log_lines=lines, events=events, after=tail.count,
-                                   refresh_s=None if settled else STARTING_REFRESH_S, links=links)
+                                   refresh_s=None if settled else STARTING_REFRESH_S, links=links, look=look)
+
+    def page(self, title: str, paragraphs: list[str], *, owner: bool = False,
+             log_lines: Sequence[str] = ()) -> bytes:
+        """One of trioproxy's pages for a proxied request, in the Hub's look (``owner``: the
+        request is the owner's, whose controls the top bar links)."""
+        return _pages.render(title, paragraphs, log_lines=log_lines, look=self.look.for_owner(owner))
 
 
 #: The response headers :func:`_rewrite.response_headers` may change.

@@ -388,8 +388,9 @@ async def _fail_page(gw: Gateway, scope: dict[str, Any], send: Send, status: int
     gw.metrics.request_done(status)
     title = {502: "The app did not answer", 504: "The app took too long"}.get(status, "Proxy error")
     logger.warning("%s %s -> %d: %s", scope["method"], scope["path"], status, reason)
-    lines = gw.state.tail.lines(10) if gw.may_see_logs(scope) else ()
-    body = _pages.render(title, [reason[:1].upper() + reason[1:] + "."], log_lines=lines)
+    owner = gw.may_see_logs(scope)
+    lines = gw.state.tail.lines(10) if owner else ()
+    body = gw.page(title, [reason[:1].upper() + reason[1:] + "."], owner=owner, log_lines=lines)
     await _pages.send_http(send, status, body)
 
 
