@@ -259,3 +259,24 @@ async def test_public_servers_show_no_controls_and_no_output_unless_asked():
                 assert "DB_PASSWORD" not in app.text and "exited with code 3" in app.text
                 for r in (status, logs, page, restart):
                     assert r.status_code == 403 and "--public-controls" in r.text and "DB_PASSWORD" not in r.text
+
+
+async def test_an_open_control_page_does_not_hold_up_shutdown():
+    """The control page's live stream ends with the shutdown's start: a drain of 30 s is not waited
+    out for it (the issue saw 0.98 s instead of 0.12 s with the default drain)."""
+    async with fake_hub() as hub:
+        dan = {"Authorization": f"token {hub.add_user('dan')}"}
+        with trio.fail_after(20):
+            async with await start(hub, "--shutdown-timeout", "30") as proxy:
+                await proxy.wait_ready()
+                async with httpx.AsyncClient(trust_env=False, timeout=10) as c:
+                    async with c.stream("GET", proxy.url + "/_trioproxy/logs?follow=1", headers=dan) as r:
+                        assert r.status_code == 200
+                        lines = r.aiter_lines()
+                        while not (await lines.__anext__()).startswith("event: status"):
+                            pass
+                        assert proxy.running.request_shutdown("test")
+                        # The stream ends at once (well before the 30 s drain), cleanly.
+                        with trio.fail_after(5):
+                            async for _ in lines:
+                                pass
