@@ -42,8 +42,10 @@ inside it) is :class:`trioproxy.compat.hypercorn.ServerConnection`.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -116,6 +118,10 @@ class StallBoundTCPServer(ServerConnection):
         # an upload costs a tenth less CPU per MiB) and without its read_timeout,
         # which trioproxy does not set (stalls are bounded per request and per write).
         while True:
+            reader = self.diverted
+            if reader is not None and isinstance(self.stream, trio.SocketStream):
+                await self._read_diverted(reader, self.stream.socket)
+                break
             try:
                 data = await self.stream.receive_some(self.receive_bytes or CLIENT_RECEIVE_BYTES)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -130,6 +136,37 @@ class StallBoundTCPServer(ServerConnection):
         # client that closed an idle connection; the timer only runs while no
         # request is in flight, so stopping it here ends nothing else.
         await self._idle.stop()
+
+    async def _read_diverted(self, reader: Callable[[bytes], Awaitable[None]], sock: trio.socket.SocketType) -> None:
+        """A diverted websocket's reads (plain TCP), until the connection ends: each straight to ``reader``.
+
+        The relay's per-message path, so it is short: readiness first (a read right
+        after the last one would mostly fail: a syscall saved per message), then one
+        ``read``, no stream or socket wrapper in between (their frames, kept by every idle
+        websocket's waiting task, are saved too). The descriptor is looked up before each
+        read, with no checkpoint in between: once the socket is closed it is -1, never
+        another connection's. What ends it is what ends hypercorn's loop: EOF (handed on
+        to the protocol as hypercorn does), a reset, the socket closed under it.
+        """
+        size = self.receive_bytes or CLIENT_RECEIVE_BYTES
+        while True:
+            try:
+                await trio.lowlevel.wait_readable(sock)
+            except trio.ClosedResourceError:
+                return
+            fd = sock.fileno()
+            if fd < 0:
+                return
+            try:
+                data = os.read(fd, size)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return  # reset: as trio's BrokenResourceError in hypercorn's loop
+            if not data:
+                await self.protocol.handle(RawData(b""))
+                return
+            await reader(data)
 
     async def _send_bounded(self, data: bytes) -> bool:
         """Write ``data``; False if one piece was not taken within ``stall_s``.
