@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-nginx", action="store_true", help="the Python upstream serves everything")
     parser.add_argument("--no-wrk", action="store_true", help="small GETs from the asyncio generator")
     parser.add_argument("--note", action="append", default=[], help="a line for the report's notes (repeatable)")
+    parser.add_argument("--only", help="comma-separated scenario names (e.g. ws1,wsN,wsbig,idle_ws): a quick A/B "
+                                       "of those alone (the report says so); default: every scenario")
     return parser.parse_args(argv)
 
 
@@ -104,6 +106,14 @@ class Harness:
         self.procs = ProcessSet(args.work / "runs" / f"{stamp}-{self.profile.name}" / "logs")
         atexit.register(self.procs.stop_all)
         self.scenarios = all_scenarios(self.profile)
+        if args.only:
+            wanted = set(args.only.split(","))
+            known = {s.name for s in self.scenarios}
+            if wanted - known:
+                raise SystemExit(f"--only: unknown scenario(s) {', '.join(sorted(wanted - known))} "
+                                 f"(known: {', '.join(sorted(known))})")
+            self.scenarios = [s for s in self.scenarios if s.name in wanted]
+            self.notes.append(f"only the scenarios {', '.join(s.name for s in self.scenarios)}")
         self.results = report.Results(self.columns, [m for s in self.scenarios for m in s.metrics(self.profile)])
         proxy_core, load_core = cores(args, self.notes)
         use_nginx = not args.no_nginx and nginx.binary() is not None

@@ -125,11 +125,14 @@ class ServerConnection(TCPServer):
     call it for what is not overridden). Added here: :meth:`read_loop` and
     :meth:`not_http11` (override), :meth:`end_connection`,
     :meth:`plain_transport`, :meth:`divert` and :meth:`forget_request`, and :attr:`receive_bytes`
-    (what :meth:`read_loop` should read at a time, once set).
+    (what :meth:`read_loop` should read at a time, once set) and :attr:`diverted` (the reader
+    :meth:`divert` was given: a read loop may hand the bytes to it directly).
     """
 
     #: Bytes per read from the client, when set (a diverted websocket's; 0: the read loop's own).
     receive_bytes = 0
+    #: Where the client's bytes go once :meth:`divert` was called (None until then).
+    diverted: Callable[[bytes], Awaitable[None]] | None = None
 
     def __init__(
         self,
@@ -189,6 +192,7 @@ class ServerConnection(TCPServer):
             return False
         object.__setattr__(h1, "trioproxy_reader", reader)
         self.receive_bytes = receive_bytes
+        self.diverted = reader
         return True
 
     def forget_request(self) -> None:

@@ -229,10 +229,22 @@ class Relay:
     # --- from the app (the bridge's task) --------------------------------------------------------------------------
 
     async def app_to_client(self, first: bytes) -> None:
-        """Relay the app's bytes (``first``: those that came with its 101) until the app's side ends."""
-        receive = self.app.receive_some
+        """Relay the app's bytes (``first``: those that came with its 101) until the app's side ends.
+
+        The per-message path of this direction, so it is short: from a socket (the app's
+        :class:`.eager_stream.EagerStream`), readiness first and then one read, no stream or
+        socket wrapper in between (their frames would be kept by every idle websocket), no
+        read tried before waiting (it would mostly fail: a syscall per message). The
+        descriptor is looked up before each read with no checkpoint in between (-1 once the
+        socket is closed, never another connection's). Any other stream is read with its
+        ``receive_some``.
+        """
+        sock = getattr(self.app, "socket", None)
+        if not isinstance(sock, trio.socket.SocketType):
+            sock = None
+        wait_readable = trio.lowlevel.wait_readable
         down = self.down
-        data = first
+        data: bytes | None = first
         try:
             while True:
                 if data:
@@ -250,7 +262,18 @@ class Relay:
                         return
                     if (down.closed or self.up.closed) and not self._closing(push=not was_closed):
                         return
-                data = bytes(await receive(WS_APP_RECEIVE_BYTES))
+                if sock is None:
+                    data = bytes(await self.app.receive_some(WS_APP_RECEIVE_BYTES))
+                else:
+                    await wait_readable(sock)
+                    fd = sock.fileno()
+                    if fd < 0:
+                        break  # closed under it
+                    try:
+                        data = os.read(fd, WS_APP_RECEIVE_BYTES)
+                    except (BlockingIOError, InterruptedError):
+                        data = None
+                        continue
                 if not data:
                     break
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):

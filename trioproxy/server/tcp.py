@@ -42,15 +42,17 @@ inside it) is :class:`trioproxy.compat.hypercorn.ServerConnection`.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 from hypercorn.events import Closed, Event, RawData
 
 from ..compat.hypercorn import ServerConnection, Worker
-from ..settings import CLIENT_RECEIVE_BYTES, CLIENT_SEND_PIECE_BYTES
+from ..settings import CLIENT_FIRST_RECEIVE_BYTES, CLIENT_RECEIVE_BYTES, CLIENT_SEND_PIECE_BYTES
 from .h11_guard import GuardedConnection
 from .idle import IdleTimer
 from .ws_stream import ProxyWSStream
@@ -112,17 +114,30 @@ class StallBoundTCPServer(ServerConnection):
         logger.warning("a client at %s negotiated a protocol other than HTTP/1.1: closed", _peer(self.stream))
 
     async def read_loop(self) -> None:
-        # hypercorn's loop, with bigger reads (CLIENT_RECEIVE_BYTES; hypercorn reads 64 KiB:
-        # an upload costs a tenth less CPU per MiB) and without its read_timeout,
-        # which trioproxy does not set (stalls are bounded per request and per write).
+        # hypercorn's loop without its read_timeout, which trioproxy does not set (stalls are
+        # bounded per request and per write), with reads of an adaptive size: 64 KiB
+        # (CLIENT_FIRST_RECEIVE_BYTES) until one comes back full, then CLIENT_RECEIVE_BYTES
+        # (256 KiB: an upload costs half the CPU per MiB) while they stay at least that full.
+        # A 256 KiB buffer costs ~10 us per read here, a failed one included (glibc maps and
+        # unmaps it), against ~1 us for 64 KiB: a request head, or an idle keep-alive
+        # connection's wait, never pays it.
+        small, size = CLIENT_FIRST_RECEIVE_BYTES, CLIENT_FIRST_RECEIVE_BYTES
+        reader = None
         while True:
+            reader = self.diverted
+            if reader is not None and isinstance(self.stream, trio.SocketStream):
+                break
+            reader = None
             try:
-                data = await self.stream.receive_some(self.receive_bytes or CLIENT_RECEIVE_BYTES)
+                data = await self.stream.receive_some(self.receive_bytes or size)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 break
             await self.protocol.handle(RawData(bytes(data)))
             if not data:
                 break
+            size = CLIENT_RECEIVE_BYTES if len(data) >= small else small
+        if reader is not None:
+            await self._read_diverted(reader)
         await self.protocol.handle(Closed())
         # The client is gone (EOF, reset, or cut). Hypercorn leaves its
         # keep-alive timer running, which holds the connection's task and
@@ -130,6 +145,39 @@ class StallBoundTCPServer(ServerConnection):
         # client that closed an idle connection; the timer only runs while no
         # request is in flight, so stopping it here ends nothing else.
         await self._idle.stop()
+
+    async def _read_diverted(self, reader: Callable[[bytes], Awaitable[None]]) -> None:
+        """A diverted websocket's reads (plain TCP), until the connection ends: each straight to ``reader``.
+
+        The relay's per-message path, so it is short: readiness first (a read right
+        after the last one would mostly fail: a syscall saved per message), then one
+        ``read``, no stream or socket wrapper in between (their frames, kept by every idle
+        websocket's waiting task, are saved too). The descriptor is looked up before each
+        read, with no checkpoint in between: once the socket is closed it is -1, never
+        another connection's. What ends it is what ends hypercorn's loop: EOF (handed on
+        to the protocol as hypercorn does), a reset, the socket closed under it.
+        """
+        sock = self.stream.socket
+        size = self.receive_bytes or CLIENT_RECEIVE_BYTES
+        wait_readable = trio.lowlevel.wait_readable
+        while True:
+            try:
+                await wait_readable(sock)
+            except trio.ClosedResourceError:
+                return
+            fd = sock.fileno()
+            if fd < 0:
+                return
+            try:
+                data = os.read(fd, size)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return  # reset: as trio's BrokenResourceError in hypercorn's loop
+            if not data:
+                await self.protocol.handle(RawData(b""))
+                return
+            await reader(data)
 
     async def _send_bounded(self, data: bytes) -> bool:
         """Write ``data``; False if one piece was not taken within ``stall_s``.
