@@ -7,8 +7,10 @@ are written there. Otherwise they go to the test's temporary directory (nothing 
 
 Two named servers of alice's, started side by side from the Hub, and three browsers at once:
 
-* ``crash``: a Python app that dies on a missing ``config.yaml`` (a traceback), ``--max-restarts 2``:
-  its error page with the last lines (``crash.png``), then the give-up page (``gave-up.png``);
+* ``crash``: a Python app that dies on a missing ``config.yaml`` (a traceback), ``--max-restarts 4``
+  (about 8 s of restarts: the browser's login through the Hub must land while the app is still being
+  restarted, even on a busy machine; with 2, about 2 s, it once arrived after the give-up): its error
+  page with the last lines (``crash.png``), then the give-up page (``gave-up.png``);
 * ``slow``: an app that loads for 12 s, printing its progress, the first time only (the Hub's probe
   held 1 s only, ``--hub-ready-timeout 1``, so alice lands on trioproxy's page at once): its start-up
   page (``starting.png``); once up, the owner's control page after a Restart (``controls.png``);
@@ -101,7 +103,7 @@ async def test_the_pages_users_see_render_in_the_hubs_look(hub: HubProcess, tmp_
     where.mkdir(parents=True, exist_ok=True)
     slow_app = tmp_path / "slow_app.py"
     slow_app.write_text(SLOW_APP.replace("ECHO_APP", repr(str(APPS / "echo_app.py"))))
-    hub.set_server_cmd("alice", "crash", [TRIOPROXY, "--max-restarts", "2", "--", sys.executable, "-c", CRASH_APP,
+    hub.set_server_cmd("alice", "crash", [TRIOPROXY, "--max-restarts", "4", "--", sys.executable, "-c", CRASH_APP,
                                           "{port}"])
     hub.set_server_cmd("alice", "slow", [TRIOPROXY, "--hub-ready-timeout", "1", "--", sys.executable, str(slow_app),
                                          "--port", "{port}"])
