@@ -33,15 +33,28 @@ class Column:
     name: str
     title: str
     extra: tuple[str, ...] = ()
+    #: The scenarios this column runs (None: all). A reference column runs only where it means something.
+    only: frozenset[str] | None = None
 
     @property
     def is_proxy(self) -> bool:
+        """Started with the app as its child, pinned to the proxy core, its CPU and memory read."""
         return self.name != "direct"
+
+    @property
+    def serves_prefix(self) -> bool:
+        """Serves the app under PREFIX (the proxies under test); the others pass paths as they are."""
+        return self.name not in ("direct", "trio-relay")
+
+    def runs(self, scenario: str) -> bool:
+        return self.only is None or scenario in self.only
 
     def proxy_bin(self) -> list[str]:
         if self.name == "trioproxy":
             script = Path(sys.executable).parent / "trioproxy"
             return [str(script)] if script.exists() else [sys.executable, "-m", "trioproxy"]
+        if self.name == "trio-relay":
+            return [sys.executable, "-m", "benchmarks.floor_relay"]
         return [str(JHSINGLE_BIN)]
 
     def missing(self) -> str | None:
@@ -57,6 +70,8 @@ COLUMNS = {
         Column("trioproxy", "trioproxy"),
         Column("jhsingle", "jhsingle 0.8.3"),
         Column("jhsingle-progressive", "jhsingle 0.8.3 --progressive", ("--progressive",)),
+        # The floor of any relay on trio (benchmarks/floor_relay.py): a reference for the websocket rows.
+        Column("trio-relay", "trio relay (floor)", only=frozenset({"ws1", "wsN", "wsbig", "idle_ws"})),
     )
 }
 
@@ -101,7 +116,8 @@ class Launcher:
     def argv(self, column: Column, port: int | str) -> list[str]:
         if not column.is_proxy:
             return self.app_argv(str(port))
-        return [*column.proxy_bin(), *COMMON, *column.extra, "--port", str(port), "--", *self.app_argv("{port}")]
+        common = COMMON if column.serves_prefix else []
+        return [*column.proxy_bin(), *common, *column.extra, "--port", str(port), "--", *self.app_argv("{port}")]
 
     def core(self, column: Column) -> int | None:
         return self.proxy_core if column.is_proxy else self.load_core
@@ -122,7 +138,7 @@ class Launcher:
         began = time.monotonic()
         process = self.procs.spawn(column.name, self.argv(column, port), core=self.core(column), env=self.env(),
                                    cwd=ROOT)
-        target = Target(column, port, PREFIX if column.is_proxy else "", process)
+        target = Target(column, port, PREFIX if column.serves_prefix else "", process)
         await first_200(target, began)
         target.startup_ms = (time.monotonic() - began) * 1e3
         process.note_tree()

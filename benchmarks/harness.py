@@ -151,7 +151,7 @@ class Harness:
                     self.results.fail(rep, name, "start", ["startup"], _describe(exc))
             for scenario in self.scenarios:
                 keys = [m.key for m in scenario.metrics(self.profile)]
-                for name in (n for n in order if n in targets):
+                for name in (n for n in order if n in targets and COLUMNS[n].runs(scenario.name)):
                     await self.measure(rep, scenario, targets[name], keys)
         finally:
             for target in targets.values():

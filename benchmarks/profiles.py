@@ -13,7 +13,7 @@ class Profile:
     #: Repetitions; each is a fresh start of every column, and the report shows medians.
     reps: int
     #: Columns measured (those not installed are left out with a note).
-    columns: tuple[str, ...] = ("direct", "trioproxy", "jhsingle", "jhsingle-progressive")
+    columns: tuple[str, ...] = ("direct", "trioproxy", "jhsingle", "jhsingle-progressive", "trio-relay")
     #: Small GET: body size, concurrency levels, seconds of load per level (whole seconds for wrk).
     small_size: int = 100
     get_concurrency: tuple[int, ...] = (1, 10, 100)
@@ -48,9 +48,9 @@ PROFILES = {
         sse=(3, 20, 0.01), ws_one=(1, 3000), ws_many=(100, 30), ws_big=(50, MIB),
         scenario_timeout=120.0,
     ),
-    # The test suite's run of the harness itself: every scenario, tiny, two columns, seconds.
+    # The test suite's run of the harness itself: every scenario, tiny, three columns, seconds.
     "smoke": Profile(
-        "smoke", reps=1, columns=("direct", "trioproxy"), get_concurrency=(1, 10), get_seconds=1.0,
+        "smoke", reps=1, columns=("direct", "trioproxy", "trio-relay"), get_concurrency=(1, 10), get_seconds=1.0,
         dl_small=(MIB, 3), dl_big=(8 * MIB, 1), upload=(8 * MIB, 1), sse=(1, 5, 0.01), ws_one=(1, 200),
         ws_many=(10, 10), ws_big=(4, MIB), idle_ws=50, stream_size=32 * MIB, sigterm_ws=3, scenario_timeout=30.0,
     ),

@@ -183,6 +183,38 @@ def targets_table(results: Results) -> list[str]:
     return _table(["target", "trioproxy", "compared with", "verdict"], rows)
 
 
+#: The reference column, and the rows it is set against trioproxy and jhsingle on.
+RELAY = "trio-relay"
+RELAY_ROWS = ("ws1_msgs", "ws1_p50", "ws1_cpu", "wsN_msgs", "wsN_cpu", "wsbig_up_mibs", "wsbig_down_mibs",
+              "rss_per_ws")
+
+
+def relay_table(results: Results) -> list[str]:
+    """The websocket rows again, with the floor of a trio relay beside trioproxy (if that column ran)."""
+    if RELAY not in results.columns:
+        return []
+    by_key = {m.key: m for m in results.metrics}
+    rows = []
+    for key in RELAY_ROWS:
+        metric = by_key.get(key)
+        if metric is None:
+            continue
+        floor, mine = results.median(RELAY, key), results.median("trioproxy", key)
+        bar, _ = best_jhsingle(results, metric)
+        vs_jh, mine_vs = ratio(floor, bar), ratio(mine, floor)
+        rows.append([metric.label, metric.unit, fmt(floor), fmt(mine), f"{vs_jh:.2f}×" if vs_jh else "–",
+                     f"{mine_vs:.2f}×" if mine_vs else "–"])
+    if not rows:
+        return []
+    return ["## The floor: a minimal trio relay in the same run", "",
+            f"`{COLUMNS[RELAY].title}` is `benchmarks/floor_relay.py`: two trio tasks per connection relaying "
+            "bytes as read, with no HTTP, websocket framing, prefix, authentication, limits or stall bounds. "
+            "What it costs beyond the direct column is trio's, the interpreter's and the kernel's (two "
+            "loopback hops and their wake-ups); what trioproxy costs beyond it is trioproxy's.", "",
+            *_table(["measurement", "unit", "trio relay", "trioproxy", "trio relay ÷ best jhsingle",
+                     "trioproxy ÷ trio relay"], rows), ""]
+
+
 def results_table(results: Results, table: str = "main") -> list[str]:
     cols = results.columns
     header = ["measurement", "unit", *(COLUMNS[c].title for c in cols)]
@@ -266,7 +298,7 @@ def document(results: Results, *, profile: Any, machine: list[tuple[str, str]], 
     lines += ["## Run", "", *_pairs(run_info), "", "## Machine", "", *_pairs(machine), "",
               "## Versions", "", *_pairs(versions), "",
               "## Targets (issue 4), from the medians below", "", *targets_table(results), "",
-              *_profiles(),
+              *relay_table(results), *_profiles(),
               f"## Results: medians of {profile.reps} repetition(s)", "",
               "Lower is better for ms, µs, MiB and KiB; higher for req/s, MiB/s and msg/s. "
               "`–`: not applicable (no proxy process on the direct column) or not measured.", "",
