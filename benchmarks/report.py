@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import nginx
 from benchmarks.columns import COLUMNS
 from benchmarks.scenarios import Metric
 
@@ -229,6 +230,14 @@ LIMITS = """\
 * **Websockets**: the Python upstream echoes (hand-written RFC 6455 framing, behind nginx); the client
   is the harness's asyncio loop (zero masking key), each connection waiting for each echo before the
   next message. Both share the load core, so their cost caps the direct column.
+* **1 MiB websocket messages**: the client and the upstream skip the asyncio streams: each big frame
+  is sent whole from one precomputed buffer (`sock_sendall`), and read following the frame headers
+  only, the payloads discarded in the kernel (`MSG_TRUNC`) and counted (every message's size is
+  checked). nginx relays these websockets through 1 MiB buffers (`{bulk_path}`). What is left on the
+  load core is mostly the kernel's TCP work and nginx's two copies: the direct column is about twice
+  what a proxy reaches, so these figures are the proxies' (their core, and the hand-offs between the
+  two cores), not the load side's. The upstream no longer unmasks what it counts, so a proxy that
+  masks again toward the app (with a random key) is not charged the upstream's unmasking any more.
 * **Memory**: `VmRSS` of the proxy process alone (its app is another process). Growth while streaming
   is the peak of 10 ms samples minus the RSS just before.
 * **Start**: from spawning the proxy to the first 200 on `{prefix}/`, polled every 5 ms; this includes
@@ -272,7 +281,8 @@ def document(results: Results, *, profile: Any, machine: list[tuple[str, str]], 
               "`–`: not applicable (no proxy process on the direct column) or not measured.", "",
               *results_table(results), "",
               "## What limits each measurement", "",
-              LIMITS.format(proxy_core="(none)" if proxy_core is None else proxy_core, prefix=prefix), "",
+              LIMITS.format(proxy_core="(none)" if proxy_core is None else proxy_core, prefix=prefix,
+                            bulk_path=nginx.BULK_WS_PATH), "",
               *results_table(results, "limits"), "", *_load_bound_lines(results),
               "## How it was measured", "", METHOD, "", "## Commands", ""]
     lines += [f"* {name}: `{cmd}`" for name, cmd in commands]

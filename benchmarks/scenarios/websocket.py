@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import clients
+from benchmarks import clients, nginx
 from benchmarks.columns import Target
 from benchmarks.profiles import Profile
 from benchmarks.scenarios import Context, Meter, Metric, percentile
@@ -65,7 +65,7 @@ class Stream:
     async def run(self, ctx: Context, target: Target) -> dict[str, Any]:
         count, size = ctx.profile.ws_big
         mib = count * size / 2**20
-        (ws,) = await clients.ws_open(target.port, target.path("/ws"), 1)
+        ws = await clients.bulk_ws_connect(target.port, target.path(nginx.BULK_WS_PATH))
         out: dict[str, Any] = {}
         try:
             for way in ("up", "down"):
