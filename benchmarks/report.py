@@ -234,10 +234,11 @@ LIMITS = """\
   is sent whole from one precomputed buffer (`sock_sendall`), and read following the frame headers
   only, the payloads discarded in the kernel (`MSG_TRUNC`) and counted (every message's size is
   checked). nginx relays these websockets through 1 MiB buffers (`{bulk_path}`). What is left on the
-  load core is mostly the kernel's TCP work and nginx's two copies: the direct column is about twice
-  what a proxy reaches, so these figures are the proxies' (their core, and the hand-offs between the
-  two cores), not the load side's. The upstream no longer unmasks what it counts, so a proxy that
-  masks again toward the app (with a random key) is not charged the upstream's unmasking any more.
+  load core is mostly the kernel's TCP work and nginx's two copies (about 0.6–0.8 ms per MiB in all),
+  so the direct column is well above every proxy and these are the proxies' figures: their own core
+  (busy share in the table below) and, where that is far from full, the hand-offs between the two
+  cores (each side waiting for the other to read). The upstream does not unmask what it counts, so
+  a proxy that masks again toward the app (with a random key) is not charged an unmasking.
 * **Memory**: `VmRSS` of the proxy process alone (its app is another process). Growth while streaming
   is the peak of 10 ms samples minus the RSS just before.
 * **Start**: from spawning the proxy to the first 200 on `{prefix}/`, polled every 5 ms; this includes

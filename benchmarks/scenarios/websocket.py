@@ -59,6 +59,7 @@ class Stream:
             out += [
                 Metric(f"wsbig_{way}_mibs", f"{what} {label}: MiB/s", "MiB/s", True),
                 Metric(f"wsbig_{way}_cpu", f"{what} {label}: proxy CPU per MiB", "ms", False),
+                Metric(f"wsbig_{way}_busy", f"{what} {label}: proxy core busy", "%", None, "limits"),
             ]
         return out
 
@@ -74,6 +75,7 @@ class Stream:
                                                       timeout=ctx.profile.scenario_timeout)
                 out[f"wsbig_{way}_mibs"] = mib / seconds
                 out[f"wsbig_{way}_cpu"] = meter.per(mib, 1e3)
+                out[f"wsbig_{way}_busy"] = meter.busy
         finally:
             ws.abort()
         return out
