@@ -113,3 +113,29 @@ async def test_a_shutdown_in_the_middle_of_a_big_payload_ends_the_websocket_with
                 pass  # reset: the proxy cut the connection with bytes unsent
             assert got < size  # cut in the middle of the payload (no close frame can follow half a frame)
     assert "Traceback" not in p.log
+
+
+def test_the_pool_lends_at_most_most_and_keeps_at_most_kept():
+    pool = ws_bulk.BufferPool(16, kept=1, most=2)
+    a, b = pool.take(), pool.take()
+    assert pool.lent == 2 and not pool.available and len(a) == 16
+    with pytest.raises(RuntimeError):
+        pool.take()
+    tracker = F.FrameTracker(from_client=False, limit=10 * MIB)
+    tracker.feed(F.encode_header(F.Opcode.BINARY, MIB))
+    assert ws_bulk.wanted(tracker, pool) == 0  # none free: the usual read
+    pool.give(a)
+    pool.give(b)
+    assert pool.lent == 0 and pool.idle == 1 and pool.take() is a  # b was not kept
+
+
+def test_wanted_only_inside_a_big_enough_payload():
+    pool = ws_bulk.BufferPool(MIB, kept=1, most=1)
+    tracker = F.FrameTracker(from_client=False, limit=10 * MIB)
+    assert ws_bulk.wanted(tracker, pool) == 0  # between frames
+    tracker.feed(F.encode_header(F.Opcode.BINARY, 3 * MIB))
+    assert ws_bulk.wanted(tracker, pool) == MIB  # at most a buffer
+    tracker.skip(3 * MIB - ws_bulk.WS_BULK_MIN_BYTES)
+    assert ws_bulk.wanted(tracker, pool) == ws_bulk.WS_BULK_MIN_BYTES  # up to the frame's end, never past it
+    tracker.skip(1)
+    assert ws_bulk.wanted(tracker, pool) == 0  # too little left: the usual read

@@ -331,6 +331,9 @@ WS_BULK_READ_BYTES = 2**20
 #: Pooled buffers kept for the next bulk reads while none is in use (per process; a websocket
 #: holds one only from a read until its bytes are written, never while it waits).
 WS_BULK_BUFFERS_KEPT = 2
+#: At most this many lent at once (each held by a write to a client until it is taken): beyond
+#: that the usual WS_APP_RECEIVE_BYTES reads, so slow clients never make them hold more.
+WS_BULK_BUFFERS_MAX = 8
 #: Eager (non-yielding) stream calls in a row before one goes through trio and
 #: yields (``proxy/eager_stream.py``): other tasks still run under a flood.
 EAGER_RUN_CALLS = 16

@@ -12,9 +12,12 @@ goes past the frame's end, so the tracker sees every header as before and
 the relay's control frames still go only between frames.
 
 A buffer is taken after the socket is readable and given back once its bytes
-are written: a websocket that waits holds none (an idle websocket costs
-nothing more), and the pool keeps at most ``WS_BULK_BUFFERS_KEPT`` for the
-next reads. Nothing keeps a view after the write returns (the client's write,
+are written: a websocket that waits for the app holds none (an idle websocket
+costs nothing more), and the pool keeps at most ``WS_BULK_BUFFERS_KEPT`` for
+the next reads. At most ``WS_BULK_BUFFERS_MAX`` are lent at once (many
+websockets writing big messages to slow clients): beyond that, reads are the
+usual ones, so these buffers never hold more than that many MiB. Nothing
+keeps a view after the write returns (the client's write,
 :meth:`trioproxy.server.ws_stream.ProxyWSStream.write`, copies what it cannot
 write at once).
 """
@@ -25,22 +28,30 @@ import os
 from collections.abc import Awaitable, Callable
 
 from ..rules.frames import FrameTracker
-from ..settings import WS_BULK_BUFFERS_KEPT, WS_BULK_MIN_BYTES, WS_BULK_READ_BYTES
+from ..settings import WS_BULK_BUFFERS_KEPT, WS_BULK_BUFFERS_MAX, WS_BULK_MIN_BYTES, WS_BULK_READ_BYTES
 
 
 class BufferPool:
-    """Equal buffers lent out and given back; at most ``kept`` are kept while unused."""
+    """Equal buffers lent out and given back: at most ``most`` lent at once, at most ``kept`` kept unused."""
 
-    __slots__ = ("_free", "kept", "lent", "size")
+    __slots__ = ("_free", "kept", "lent", "most", "size")
 
-    def __init__(self, size: int, kept: int) -> None:
+    def __init__(self, size: int, *, kept: int, most: int) -> None:
         self.size = size
         self.kept = kept
+        self.most = most
         self._free: list[bytearray] = []
         #: Buffers taken and not given back yet.
         self.lent = 0
 
+    @property
+    def available(self) -> bool:
+        """Whether :meth:`take` may be called (fewer than ``most`` lent)."""
+        return self.lent < self.most
+
     def take(self) -> bytearray:
+        if not self.available:
+            raise RuntimeError("all the pool's buffers are lent")
         self.lent += 1
         return self._free.pop() if self._free else bytearray(self.size)
 
@@ -56,13 +67,14 @@ class BufferPool:
 
 
 #: The process's bulk buffers (one trio thread: no lock).
-POOL = BufferPool(WS_BULK_READ_BYTES, WS_BULK_BUFFERS_KEPT)
+POOL = BufferPool(WS_BULK_READ_BYTES, kept=WS_BULK_BUFFERS_KEPT, most=WS_BULK_BUFFERS_MAX)
 
 
-def wanted(tracker: FrameTracker) -> int:
-    """Bytes a bulk read would take now: the payload still to come, if big enough; else 0."""
+def wanted(tracker: FrameTracker, pool: BufferPool = POOL) -> int:
+    """Bytes a bulk read would take now: the payload still to come, if big enough and a buffer is
+    free; else 0 (the usual read)."""
     left = tracker.passing
-    return min(left, POOL.size) if left >= WS_BULK_MIN_BYTES else 0
+    return min(left, pool.size) if left >= WS_BULK_MIN_BYTES and pool.available else 0
 
 
 async def relay(fd: int, want: int, tracker: FrameTracker, write: Callable[[memoryview], Awaitable[None]]) -> int:
