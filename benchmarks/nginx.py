@@ -38,21 +38,30 @@ http {{
     upstream python {{ server 127.0.0.1:{python_port}; keepalive 256; }}
     server {{
         {listen}
+        proxy_http_version 1.1;
+        proxy_set_header Host $host;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_buffering off;
+        proxy_request_buffering off;
+        proxy_read_timeout 600s;
+        proxy_send_timeout 600s;
         location /static/ {{ alias {data}/; }}
-        location / {{
-            proxy_pass http://python;
-            proxy_http_version 1.1;
-            proxy_set_header Host $host;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 600s;
-            proxy_send_timeout 600s;
-        }}
+        location / {{ proxy_pass http://python; }}
+        # The 1 MiB-message websockets: nginx relays an upgraded connection through two buffers of
+        # proxy_buffer_size (4 KiB by default: some 500 syscalls per MiB, which capped the direct column);
+        # proxy_buffers only so that nginx accepts the size (with proxy_buffering off it allocates none).
+        location ~ {bulk_path}$ {{ proxy_pass http://python; proxy_buffer_size {bulk_buffer};
+                                   proxy_buffers 4 {bulk_buffer}; proxy_busy_buffers_size {bulk_buffer}; }}
     }}
 }}
 """
+
+
+#: The path (at the end of the URL) of the 1 MiB-message websockets, and nginx's relay buffer for them
+#: (each way; only those websockets get it: 1,000 idle ones would hold 2 GiB of address space).
+BULK_WS_PATH = "/ws-bulk"
+BULK_WS_BUFFER = "1m"
 
 
 def binary() -> str | None:
@@ -68,7 +77,8 @@ def write_conf(root: Path, *, port: int, python_port: int, data: Path, ipv6: boo
         listen += f" listen [::1]:{port} backlog=4096;"
     conf = root / "nginx.conf"
     conf.write_text(CONF.format(
-        root=root, data=data, python_port=python_port, listen=listen,
+        root=root, data=data, python_port=python_port, listen=listen, bulk_path=BULK_WS_PATH,
+        bulk_buffer=BULK_WS_BUFFER,
         # As root, workers would drop to nobody, who may not reach the data folder.
         user="user root;" if os.geteuid() == 0 else "",
     ))

@@ -13,7 +13,15 @@ Standard library only (asyncio), HTTP/1.1 with keep-alive, no logging. Routes:
 | ``POST|PUT /upload`` | reads the body (Content-Length or chunked), answers JSON ``bytes`` and ``sha256`` |
 | any path with ``Upgrade: websocket`` | echo: every message back with its type; close answered with the same code |
 |  | text ``send N SIZE``: N binary messages of SIZE zero bytes, then text ``sent`` |
-|  | text ``sink``: messages counted, not echoed, until text ``sunk?`` (answered with the byte count) |
+|  | text ``sink``: answered ``ready``; then messages are counted, not echoed, until text ``sunk?``, |
+|  | answered ``MESSAGES BYTES SMALLEST LARGEST`` (the data messages and their payload sizes) |
+
+The two bulk paths (``send``, ``sink``) bypass asyncio's transport, on a duplicate of the
+connection's socket: frames go out with ``sock_sendall`` (no copy into the transport's buffer;
+``sendfile`` from a memory file cost more here) and come in following the frame headers only, binary
+payloads discarded in the kernel
+(:func:`benchmarks.wsframe.bulk_read`), so that this process, on the load core, costs far less
+per MiB than a proxy.
 
 Everything else is a 404. The process runs until SIGTERM or SIGINT.
 """
@@ -26,6 +34,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -36,6 +45,8 @@ from benchmarks import wsframe
 READ_LIMIT = 4 << 20
 #: Upload read size.
 CHUNK = 1 << 20
+#: The websocket sink's read buffer (allocated per sink, for its duration; payloads are not read into it).
+BULK_READ_BYTES = 1 << 20
 
 
 class Request:
@@ -168,33 +179,68 @@ class Upstream:
         key = req.headers.get("sec-websocket-key", "").encode()
         writer.write(_head("101 Switching Protocols", [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                                                        ("Sec-WebSocket-Accept", wsframe.accept_key(key).decode())]))
-        sunk: int | None = None  # bytes taken in while sinking ("sink"), or None: echoing
-        while True:
-            opcode, payload = await wsframe.read_message(reader)
-            if opcode == wsframe.OP_TEXT and payload.startswith(b"send "):
-                # "send N SIZE": N binary messages of SIZE bytes, then a text "sent".
-                _, count, size = payload.split()
-                block = wsframe.frame(wsframe.OP_BINARY, bytes(int(size)))
-                for _ in range(int(count)):
-                    writer.write(block)
+        # Every drain waits for an empty buffer: the bulk paths write past the transport.
+        writer.transport.set_write_buffer_limits(0)
+        raw: socket.socket | None = None  # a duplicate of the socket, for the bulk paths
+        try:
+            while True:
+                opcode, payload = await wsframe.read_message(reader)
+                if opcode == wsframe.OP_TEXT and payload.startswith(b"send "):
+                    # "send N SIZE": N binary messages of SIZE bytes, then a text "sent".
+                    _, count, size = payload.split()
+                    block = wsframe.frame(wsframe.OP_BINARY, bytes(int(size)))
+                    raw = raw or writer.get_extra_info("socket").dup()
+                    loop = asyncio.get_running_loop()
+                    for _ in range(int(count)):
+                        await loop.sock_sendall(raw, block)  # no copy into the transport's buffer
+                    writer.write(wsframe.frame(wsframe.OP_TEXT, b"sent"))
+                elif opcode == wsframe.OP_TEXT and payload == b"sink":
+                    writer.write(wsframe.frame(wsframe.OP_TEXT, b"ready"))
                     await writer.drain()
-                writer.write(wsframe.frame(wsframe.OP_TEXT, b"sent"))
-            elif opcode == wsframe.OP_TEXT and payload == b"sink":
-                sunk = 0  # from now on messages are counted, not echoed, until "sunk?"
-            elif opcode == wsframe.OP_TEXT and payload == b"sunk?":
-                writer.write(wsframe.frame(wsframe.OP_TEXT, str(sunk or 0).encode()))
-                sunk = None
-            elif opcode in (wsframe.OP_TEXT, wsframe.OP_BINARY) and sunk is not None:
-                sunk += len(payload)
-            elif opcode in (wsframe.OP_TEXT, wsframe.OP_BINARY):
-                writer.write(wsframe.frame(opcode, payload))
-            elif opcode == wsframe.OP_PING:
-                writer.write(wsframe.frame(wsframe.OP_PONG, payload))
-            elif opcode == wsframe.OP_CLOSE:
-                writer.write(wsframe.frame(wsframe.OP_CLOSE, payload[:2]))
+                    raw = raw or writer.get_extra_info("socket").dup()
+                    writer.write(wsframe.frame(wsframe.OP_TEXT, await _sink(writer.transport, raw)))
+                elif opcode in (wsframe.OP_TEXT, wsframe.OP_BINARY):
+                    writer.write(wsframe.frame(opcode, payload))
+                elif opcode == wsframe.OP_PING:
+                    writer.write(wsframe.frame(wsframe.OP_PONG, payload))
+                elif opcode == wsframe.OP_CLOSE:
+                    writer.write(wsframe.frame(wsframe.OP_CLOSE, payload[:2]))
+                    await writer.drain()
+                    return
                 await writer.drain()
-                return
-            await writer.drain()
+        finally:
+            if raw is not None:
+                raw.close()  # a duplicate: the connection stays open
+
+
+async def _sink(transport: asyncio.Transport, raw: socket.socket) -> bytes:
+    """Count the client's messages, read from ``raw`` (the transport paused meanwhile), up to its
+    text ``sunk?``: the answer. Nothing may follow ``sunk?`` before the answer (the client waits)."""
+    loop = asyncio.get_running_loop()
+    skim = wsframe.Skimmer()
+    buf = bytearray(BULK_READ_BYTES)
+    messages = total = low = high = 0  # data messages, their bytes, the smallest and the largest
+    transport.pause_reading()
+    try:
+        while True:
+            got = await wsframe.bulk_read(raw, buf, skim)
+            if got is None:
+                raise asyncio.IncompleteReadError(b"", None)
+            for i, (opcode, length, payload) in enumerate(got):
+                if opcode == wsframe.OP_TEXT and payload == b"sunk?":
+                    if i != len(got) - 1 or not skim.idle:
+                        raise ValueError("bytes after sunk?")
+                    return b"%d %d %d %d" % (messages, total, low, high)
+                if opcode in (wsframe.OP_TEXT, wsframe.OP_BINARY):
+                    low, high = (min(low, length), max(high, length)) if messages else (length, length)
+                    messages += 1
+                    total += length
+                elif opcode == wsframe.OP_PING:
+                    await loop.sock_sendall(raw, wsframe.frame(wsframe.OP_PONG, payload))
+                elif opcode == wsframe.OP_CLOSE:
+                    raise ConnectionError("closed while sinking")
+    finally:
+        transport.resume_reading()
 
 
 async def main(port: int, data: Path, ipv6: bool) -> None:

@@ -305,3 +305,78 @@ def test_tracker_on_any_bytes_in_any_pieces(data: bytes, cuts: list[int], from_c
     assert (t.error, t.closed, t.messages, t.payload) == (whole.error, whole.closed, whole.messages, whole.payload)
     if t.stopped:
         assert t.at_boundary and t.feed(b"\x81\x80" + KEY) == b""
+
+
+# --- FrameTracker.skip: payload bytes moved unseen (the relay's big reads) -------------------------------------
+
+
+def _feed_skipping(t: F.FrameTracker, wire: bytes, cuts: list[int], skips: list[int]) -> tuple[bytes, list[int]]:
+    """Like :func:`_feed`, but wherever the tracker has payload ``passing``, the next of ``skips`` (taken
+    modulo it, plus one) bytes go by unseen through :meth:`FrameTracker.skip` instead of being fed."""
+    points = sorted({c % (len(wire) + 1) for c in cuts} | {len(wire)})
+    out, boundaries, at, todo = b"", [], 0, list(skips)
+    while at < len(wire):
+        if t.passing and todo:
+            n = todo.pop() % t.passing + 1
+            t.skip(n)
+            got = wire[at : at + n]
+        else:
+            end = next(p for p in points if p > at)
+            got = t.feed(wire[at:end])
+            n = end - at
+        if t.boundary >= 0:
+            boundaries.append(len(out) + t.boundary)
+        out += got
+        at += n
+        if t.stopped:
+            break
+    return out, boundaries
+
+
+@fuzz
+@given(_conversation(), st.lists(st.integers(0, 1 << 18), max_size=12), st.lists(st.integers(0, 1 << 17)),
+       st.booleans())
+def test_tracker_skip_is_feeding_unseen(
+    frames: list[tuple[int, bool, bytes]], cuts: list[int], skips: list[int], from_client: bool
+) -> None:
+    wire, ends = _wire(frames, masked=from_client)
+    fed = F.FrameTracker(from_client=from_client, limit=LIMIT)
+    t = F.FrameTracker(from_client=from_client, limit=LIMIT)
+    out, boundaries = _feed_skipping(t, wire, cuts, skips)
+    assert out == wire and t.error is None and t.at_boundary and t.passing == 0
+    assert set(boundaries) <= set(ends)
+    fed.feed(wire)
+    assert (t.messages, t.payload, t.closed) == (fed.messages, fed.payload, fed.closed)
+
+
+@fuzz
+@given(st.binary(max_size=400), st.lists(st.integers(0, 400), max_size=8), st.lists(st.integers(0, 400)),
+       st.booleans(), st.integers(0, 300))
+def test_tracker_skip_on_any_bytes(
+    data: bytes, cuts: list[int], skips: list[int], from_client: bool, limit: int
+) -> None:
+    """Hostile input: skipping what is passing never changes the verdict, what passes, or the counts."""
+    whole = F.FrameTracker(from_client=from_client, limit=limit)
+    once = whole.feed(data)
+    t = F.FrameTracker(from_client=from_client, limit=limit)
+    out, _ = _feed_skipping(t, data, cuts, skips)
+    assert out == once
+    assert (t.error, t.closed, t.messages, t.payload) == (whole.error, whole.closed, whole.messages, whole.payload)
+
+
+def test_tracker_skip_bounds() -> None:
+    t = F.FrameTracker(from_client=False, limit=LIMIT)
+    frame = F.encode(F.Opcode.BINARY, bytes(1000))
+    assert t.passing == 0
+    with pytest.raises(ValueError):
+        t.skip(1)
+    assert t.feed(frame[:10]) == frame[:10] and t.passing == 994  # a 4-byte header, 6 payload bytes
+    with pytest.raises(ValueError):
+        t.skip(995)
+    t.skip(994)
+    assert t.at_boundary and t.boundary == 994 and t.passing == 0 and t.messages == 1
+    t.feed(F.encode(F.Opcode.CLOSE, b"\x03\xe8"))
+    assert t.closed and t.passing == 0
+    held = F.FrameTracker(from_client=False, limit=LIMIT)
+    held.feed(frame[:1])  # a header begun: nothing is passing until it is whole
+    assert held.passing == 0

@@ -322,6 +322,18 @@ WS_PING_CHECKS_PER_INTERVAL = 4
 WS_CLIENT_RECEIVE_BYTES = 64 * 2**10
 #: Bytes read from the app's websocket per call (``proxy/ws_relay.py``).
 WS_APP_RECEIVE_BYTES = 64 * 2**10
+#: Inside a frame from the app with at least this much payload still to come, the relay reads
+#: that payload (up to WS_BULK_READ_BYTES) in one call into a pooled buffer (``proxy/ws_bulk.py``):
+#: fewer, bigger reads and no new bytes object per read.
+WS_BULK_MIN_BYTES = 64 * 2**10
+#: The pooled buffers' size: the most a bulk read takes (a 1 MiB message in one or two reads).
+WS_BULK_READ_BYTES = 2**20
+#: Pooled buffers kept for the next bulk reads while none is in use (per process; a websocket
+#: holds one only from a read until its bytes are written, never while it waits).
+WS_BULK_BUFFERS_KEPT = 2
+#: At most this many lent at once (each held by a write to a client until it is taken): beyond
+#: that the usual WS_APP_RECEIVE_BYTES reads, so slow clients never make them hold more.
+WS_BULK_BUFFERS_MAX = 8
 #: Eager (non-yielding) stream calls in a row before one goes through trio and
 #: yields (``proxy/eager_stream.py``): other tasks still run under a flood.
 EAGER_RUN_CALLS = 16

@@ -68,8 +68,9 @@ class ClientPort(Protocol):
         If the client is gone already, ``sink.client_closed`` is called at once.
         """
 
-    async def write(self, data: bytes) -> None:
-        """All of ``data`` to the client; a client that stops reading is cut (then ``sink.client_closed``)."""
+    async def write(self, data: bytes | memoryview) -> None:
+        """All of ``data`` to the client; a client that stops reading is cut (then ``sink.client_closed``).
+        Nothing keeps ``data`` once this returns (a view of a buffer that is used again)."""
 
     def write_now(self, data: bytes) -> int:
         """Write without waiting: the bytes the kernel took (the rest goes first at the next write or

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import clients
+from benchmarks import clients, nginx
 from benchmarks.columns import Target
 from benchmarks.profiles import Profile
 from benchmarks.scenarios import Context, Meter, Metric, percentile
@@ -59,13 +59,14 @@ class Stream:
             out += [
                 Metric(f"wsbig_{way}_mibs", f"{what} {label}: MiB/s", "MiB/s", True),
                 Metric(f"wsbig_{way}_cpu", f"{what} {label}: proxy CPU per MiB", "ms", False),
+                Metric(f"wsbig_{way}_busy", f"{what} {label}: proxy core busy", "%", None, "limits"),
             ]
         return out
 
     async def run(self, ctx: Context, target: Target) -> dict[str, Any]:
         count, size = ctx.profile.ws_big
         mib = count * size / 2**20
-        (ws,) = await clients.ws_open(target.port, target.path("/ws"), 1)
+        ws = await clients.bulk_ws_connect(target.port, target.path(nginx.BULK_WS_PATH))
         out: dict[str, Any] = {}
         try:
             for way in ("up", "down"):
@@ -74,6 +75,7 @@ class Stream:
                                                       timeout=ctx.profile.scenario_timeout)
                 out[f"wsbig_{way}_mibs"] = mib / seconds
                 out[f"wsbig_{way}_cpu"] = meter.per(mib, 1e3)
+                out[f"wsbig_{way}_busy"] = meter.busy
         finally:
             ws.abort()
         return out

@@ -59,6 +59,7 @@ from ..rules import frames as _frames
 from ..rules.frames import FrameTracker, Opcode
 from ..settings import WS_APP_RECEIVE_BYTES
 from ..websocket_port import ClientPort
+from . import ws_bulk
 
 logger = logging.getLogger("trioproxy.proxy")
 
@@ -86,7 +87,7 @@ class _Out:
 
     __slots__ = ("_released", "busy", "closed", "pending", "send", "source")
 
-    def __init__(self, send: Callable[[bytes], Awaitable[None]], source: FrameTracker) -> None:
+    def __init__(self, send: Callable[[bytes | memoryview], Awaitable[None]], source: FrameTracker) -> None:
         self.send = send
         self.source = source
         self.busy = False
@@ -101,7 +102,7 @@ class _Out:
         """A control frame could go now: at a frame boundary, no write under way."""
         return not self.busy and self.source.at_boundary and not self.closed
 
-    async def relay(self, out: bytes) -> None:
+    async def relay(self, out: bytes | memoryview) -> None:
         """Relayed bytes (``source`` has just returned them), with what is pending spliced in at a boundary."""
         if self.closed:
             return
@@ -110,7 +111,7 @@ class _Out:
             if self.source.closed:
                 self.pending.clear()  # nothing of ours after the peer's close frame
             elif boundary >= 0:
-                out = out[:boundary] + b"".join(self.pending) + out[boundary:]
+                out = b"".join((out[:boundary], *self.pending, out[boundary:]))
                 self.pending.clear()
         await self._write(out)
         if self.source.closed:
@@ -137,7 +138,7 @@ class _Out:
         await self._write(close_frame(code, reason, masked=masked))
         return True
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes | memoryview) -> None:
         while self.busy:
             if self._released is None:
                 self._released = trio.Event()
@@ -270,6 +271,14 @@ class Relay:
                     if fd < 0:
                         break  # closed under it
                     try:
+                        if want := ws_bulk.wanted(down):  # inside a big payload: read it whole
+                            data = None
+                            if not await ws_bulk.relay(fd, want, down, self.to_client.relay):
+                                break
+                            self.touch()
+                            if self.up.closed:
+                                self._closing(push=True)
+                            continue
                         data = os.read(fd, WS_APP_RECEIVE_BYTES)
                     except (BlockingIOError, InterruptedError):
                         data = None

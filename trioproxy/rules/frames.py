@@ -329,6 +329,9 @@ class FrameTracker:
     boundary in it (-1: none), and :attr:`at_boundary` whether all that passed
     so far ends a frame: a control frame of the relay's own may go there.
 
+    A reader that moves payload bytes without looking at them (the relay's big reads) tells
+    the tracker with :meth:`skip`, up to :attr:`passing` bytes at a time.
+
     ``pong``, when set, is the payload of a ping the relay sent: a pong that
     answers it (whole within one fed piece, as such small frames arrive) is
     taken out of what passes, and ``pong`` is cleared (``answered`` counts them). A pong
@@ -364,6 +367,22 @@ class FrameTracker:
     def stopped(self) -> bool:
         """Nothing more passes: a breach, or after a close frame."""
         return self.closed or self.error is not None
+
+    @property
+    def passing(self) -> int:
+        """Payload bytes of the current frame still to come, all of which may pass as they are
+        (0 between frames, within a header, and once :attr:`stopped`): what :meth:`skip` takes."""
+        return 0 if self._head or self.closed or self.error is not None else self._left
+
+    def skip(self, n: int) -> None:
+        """``n`` payload bytes (at most :attr:`passing`) passed without being fed: exactly as if
+        they had been fed (and returned whole), for a reader that moves them unseen."""
+        if not 0 < n <= self.passing:
+            raise ValueError(f"{n} bytes to skip, {self.passing} passing")
+        self.boundary = -1
+        self._left -= n
+        if not self._left:
+            self._frame_done(n)
 
     def feed(self, data: bytes) -> bytes:
         """Follow ``data``; what of it may be passed on, in order (``data`` itself when all of it).

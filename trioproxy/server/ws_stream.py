@@ -121,7 +121,7 @@ class ProxyWSStream(WebsocketStream):
         plain = server.plain_transport()
         self._plain = plain[1] if plain is not None else None
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
         if self._ended or self.closed:
             return
         if self._rest:
@@ -145,7 +145,8 @@ class ProxyWSStream(WebsocketStream):
             # wire. Bounded all the same: each piece by the stall bound, and all of it by the
             # drain deadline, which closes the socket under it (:mod:`.serve`).
             with trio.CancelScope(shield=True):
-                await server.protocol_send(RawData(data=data))  # under the send lock, each piece bounded
+                # bytes(): what was not written at once is copied (a view's buffer is used again).
+                await server.protocol_send(RawData(data=bytes(data)))  # under the send lock, each piece bounded
 
     def write_now(self, data: bytes) -> int:
         if self._ended or self.closed or self._rest:
