@@ -14,10 +14,11 @@ import trio
 import trio.lowlevel
 import trio.testing
 from hypercorn.config import Config
+from hypercorn.events import RawData
 
 from trioproxy.compat.hypercorn import Worker
 from trioproxy.server.tcp import StallBoundTCPServer, receive
-from trioproxy.settings import CLIENT_RECEIVE_BYTES
+from trioproxy.settings import CLIENT_RECEIVE_BYTES, EAGER_RUN_CALLS
 from trioproxy.settings import CLIENT_SEND_PIECE_BYTES as SEND_PIECE_BYTES
 
 CHUNK = 4 * SEND_PIECE_BYTES  # one h11 event of several pieces
@@ -238,3 +239,50 @@ async def test_an_upload_and_the_requests_after_it_arrive_whole():
             await client.aclose()
             await listener.aclose()
 
+
+async def test_a_write_the_kernel_takes_at_once_does_not_yield():
+    """A response head or chunk that fits the socket's buffer is one send: no pass through trio's
+    scheduler (the send lock and trio's send_all took one each), and the bytes arrive in order."""
+    with trio.fail_after(5):
+        ours, peer = await stream_pair()
+        server = StallBoundTCPServer(Worker(stream_app, Config()), ours, stall_s=5.0)
+        ran: list[str] = []
+
+        async def other() -> None:
+            ran.append("other")
+
+        async with trio.open_nursery() as n:
+            n.start_soon(other)  # runs at this task's next checkpoint
+            await server.protocol_send(RawData(data=b"HTTP/1.1 200 OK\r\n\r\n"))
+            await server.protocol_send(RawData(data=b"body"))
+            assert ran == []
+        assert ran == ["other"]
+        data = b""
+        while len(data) < 23:
+            data += await peer.receive_some()
+        assert data == b"HTTP/1.1 200 OK\r\n\r\nbody"
+        await ours.aclose()
+        await peer.aclose()
+
+
+async def test_writes_that_never_wait_still_let_others_run():
+    """A sender with its data at hand (many chunks parsed from one read) yields now and then."""
+    with trio.fail_after(5):
+        ours, peer = await stream_pair()
+        server = StallBoundTCPServer(Worker(stream_app, Config()), ours, stall_s=5.0)
+        ran: list[str] = []
+
+        async def other() -> None:
+            ran.append("other")
+
+        async with trio.open_nursery() as n:
+            n.start_soon(other)
+            for _ in range(4 * EAGER_RUN_CALLS):
+                await server.protocol_send(RawData(data=b"x"))
+            assert ran == ["other"]
+            data = b""
+            while len(data) < 4 * EAGER_RUN_CALLS:
+                data += await peer.receive_some()
+            assert data == b"x" * (4 * EAGER_RUN_CALLS)
+        await ours.aclose()
+        await peer.aclose()

@@ -321,7 +321,8 @@ WS_CLIENT_RECEIVE_BYTES = 64 * 2**10
 #: Bytes read from the app's websocket per call (``proxy/ws_relay.py``).
 WS_APP_RECEIVE_BYTES = 64 * 2**10
 #: Eager (non-yielding) stream calls in a row before one goes through trio and
-#: yields (``proxy/eager_stream.py``): other tasks still run under a flood.
+#: yields (``proxy/eager_stream.py``; writes to a client, ``server/tcp.py``): other
+#: tasks still run under a flood.
 EAGER_RUN_CALLS = 16
 #: ``receive_some()`` without a size reads up to this much (trio's default)
 #: (``proxy/eager_stream.py``).

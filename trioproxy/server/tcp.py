@@ -19,8 +19,10 @@ buffers hold is cut; one that reads nothing but is sent nothing (an idle
 event stream or websocket) is never cut here.
 
 Savings on every request: an empty write (the end of a body with a
-Content-Length) is skipped; reads go into one buffer per run (:func:`receive`);
-and hypercorn's keep-alive timer is :class:`.idle.IdleTimer`.
+Content-Length) is skipped; a write the kernel takes at once is one send,
+with no pass through trio's scheduler (:meth:`StallBoundTCPServer.protocol_send`);
+reads go into one buffer per run (:func:`receive`); and hypercorn's
+keep-alive timer is :class:`.idle.IdleTimer`.
 
 Two more changes to hypercorn's server:
 
@@ -52,7 +54,7 @@ import trio
 from hypercorn.events import Closed, Event, RawData
 
 from ..compat.hypercorn import ServerConnection, Worker
-from ..settings import CLIENT_RECEIVE_BYTES, CLIENT_SEND_PIECE_BYTES
+from ..settings import CLIENT_RECEIVE_BYTES, CLIENT_SEND_PIECE_BYTES, EAGER_RUN_CALLS
 from .h11_guard import GuardedConnection
 from .idle import IdleTimer
 from .ws_stream import ProxyWSStream
@@ -92,6 +94,8 @@ class StallBoundTCPServer(ServerConnection):
             websocket_stream=ProxyWSStream,
         )
         self.stall_s = stall_s
+        #: Writes in a row that passed without a checkpoint (see protocol_send).
+        self._eager_writes = 0
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, Closed):
@@ -104,16 +108,42 @@ class StallBoundTCPServer(ServerConnection):
             return
         if not event.data:
             return  # the end of a body with a Content-Length: nothing to write (a lock and a checkpoint saved)
-        async with self.send_lock:
+        lock = self.send_lock
+        if lock.locked() or not isinstance(self.stream, trio.SocketStream):
+            async with lock:
+                sent = await self._write_locked(event.data)
+        else:
+            # Nobody is writing: the lock is taken at once (no checkpoint) and the kernel given
+            # what it takes now, so a head or a chunk that fits the socket's buffer (nearly every
+            # write) costs one send and no pass through trio's scheduler (the lock and trio's
+            # send_all yield once each). Only a rest waits, bounded and shielded like any write.
+            # Every EAGER_RUN_CALLS such writes in a row, one yields all the same, so a sender
+            # that has its data at hand (a body parsed from one read of the app) lets others run.
+            lock.acquire_nowait()
             try:
-                sent = await self._send_bounded(event.data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                await self.protocol.handle(Closed())
-                return
+                rest = _write_now(self.stream.socket, event.data)
+                if rest is None:
+                    await self.protocol.handle(Closed())
+                sent = await self._write_locked(rest) if rest else True
+            finally:
+                lock.release()
+            self._eager_writes = 0 if rest else self._eager_writes + 1
+            if self._eager_writes >= EAGER_RUN_CALLS:
+                self._eager_writes = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
         if not sent:
             logger.info("a client at %s read nothing for %g s: connection cut", _peer(self.stream), self.stall_s)
             abort(self.stream)
             await self.protocol.handle(Closed())
+
+    async def _write_locked(self, data: bytes | memoryview) -> bool:
+        """Write all of ``data``, the send lock held; False if one piece was not taken within
+        ``stall_s``. A client gone is told to the protocol (``Closed``) under the lock."""
+        try:
+            return await self._send_bounded(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.protocol.handle(Closed())
+            return True
 
     async def _end_stream(self) -> None:
         """A FIN after what was sent (plain TCP), then close (TLS: without waiting for close_notify)."""
@@ -189,7 +219,7 @@ class StallBoundTCPServer(ServerConnection):
                 return
             await reader(data)
 
-    async def _send_bounded(self, data: bytes) -> bool:
+    async def _send_bounded(self, data: bytes | memoryview) -> bool:
         """Write ``data``; False if one piece was not taken within ``stall_s``.
 
         Shielded like hypercorn's own write (a cancelled write would leave
@@ -249,6 +279,22 @@ async def receive(stream: Any, size: int) -> bytes:
     if not waited:
         await trio.lowlevel.cancel_shielded_checkpoint()
     return data
+
+
+def _write_now(sock: trio.socket.SocketType, data: bytes) -> bytes | memoryview | None:
+    """One non-blocking send of ``data``: what the kernel did not take (empty: all of it), or
+    None if the socket is closed or broken. Synchronous: no checkpoint, nothing half-sent by a
+    cancellation."""
+    fd = sock.fileno()  # -1 once closed
+    if fd < 0:
+        return None
+    try:
+        sent = os.write(fd, data)
+    except (BlockingIOError, InterruptedError):
+        return memoryview(data)
+    except OSError:
+        return None  # reset or a broken pipe: as trio's BrokenResourceError
+    return memoryview(data)[sent:] if sent < len(data) else b""
 
 
 def abort(stream: Any) -> None:
