@@ -306,12 +306,10 @@ LISTEN_BACKLOG = 1024
 #: more) (``server/tcp.py``).
 CLIENT_SEND_PIECE_BYTES = APP_RECEIVE_BYTES
 #: Bytes read from a client per receive call (``server/tcp.py``): 256 KiB
-#: rather than hypercorn's 64 KiB halves the CPU per MiB uploaded.
+#: rather than hypercorn's 64 KiB halves the CPU per MiB uploaded. Read into one
+#: buffer per run and copied out, so a small read (a request head) does not pay
+#: for a 256 KiB allocation.
 CLIENT_RECEIVE_BYTES = 256 * 2**10
-#: Bytes of a client connection's first read, and of each read after one that came
-#: back less full (``server/tcp.py``): a 256 KiB buffer costs ~10 µs per read here
-#: (glibc maps it), a request head needs no more than this.
-CLIENT_FIRST_RECEIVE_BYTES = 64 * 2**10
 #: The keepalive watcher looks at every websocket this many times per ping
 #: interval (or timeout, if shorter) (``proxy/ws_keepalive.py``): a silent
 #: client is cut within a quarter interval of its deadline.
@@ -335,7 +333,8 @@ WS_BULK_BUFFERS_KEPT = 2
 #: that the usual WS_APP_RECEIVE_BYTES reads, so slow clients never make them hold more.
 WS_BULK_BUFFERS_MAX = 8
 #: Eager (non-yielding) stream calls in a row before one goes through trio and
-#: yields (``proxy/eager_stream.py``): other tasks still run under a flood.
+#: yields (``proxy/eager_stream.py``; writes to a client, ``server/tcp.py``): other
+#: tasks still run under a flood.
 EAGER_RUN_CALLS = 16
 #: ``receive_some()`` without a size reads up to this much (trio's default)
 #: (``proxy/eager_stream.py``).
