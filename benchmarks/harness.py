@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import dataclasses
 import datetime
 import json
 import os
@@ -28,7 +29,7 @@ from pathlib import Path
 from benchmarks import nginx, profiles, report, sysinfo
 from benchmarks.columns import COLUMNS, PREFIX, ROOT, WORK, Launcher, Target
 from benchmarks.procs import ProcessSet
-from benchmarks.scenarios import Context, Scenario, all_scenarios
+from benchmarks.scenarios import Context, Scenario, all_scenarios, bare_upstream
 
 #: Upper bound of a whole run, per profile (seconds).
 DEADLINE_S = {"full": 3600.0, "quick": 600.0, "smoke": 120.0}
@@ -142,14 +143,30 @@ class Harness:
             await self.repetition(rep, self.columns[k:] + self.columns[:k])
 
     async def repetition(self, rep: int, order: list[str]) -> None:
+        """The scenarios on the usual app stack (nginx in front), then those on the bare upstream."""
+        usual = [s for s in self.scenarios if not bare_upstream(s)]
+        bare = [s for s in self.scenarios if bare_upstream(s)]
+        if usual:
+            await self.phase(rep, order, usual, self.launcher)
+        if bare:
+            await self.phase(rep, order, bare, dataclasses.replace(self.launcher, use_nginx=False))
+
+    async def phase(self, rep: int, order: list[str], scenarios: list[Scenario], launcher: Launcher) -> None:
+        """Start the columns that run any of ``scenarios`` on ``launcher``'s app stack, run them, stop them."""
         targets: dict[str, Target] = {}
         try:
             for name in order:
+                if not any(COLUMNS[name].runs(s.name) for s in scenarios):
+                    continue
                 try:
-                    targets[name] = await self.launcher.start(COLUMNS[name])
+                    targets[name] = await launcher.start(COLUMNS[name])
                 except Exception as exc:  # reported; the other columns go on
-                    self.results.fail(rep, name, "start", ["startup"], _describe(exc))
-            for scenario in self.scenarios:
+                    if launcher is self.launcher:
+                        self.results.fail(rep, name, "start", ["startup"], _describe(exc))
+                    else:
+                        keys = [m.key for s in scenarios for m in s.metrics(self.profile)]
+                        self.results.fail(rep, name, "start (bare upstream)", keys, _describe(exc))
+            for scenario in scenarios:
                 keys = [m.key for m in scenario.metrics(self.profile)]
                 for name in (n for n in order if n in targets and COLUMNS[n].runs(scenario.name)):
                     await self.measure(rep, scenario, targets[name], keys)

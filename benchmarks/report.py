@@ -265,12 +265,15 @@ LIMITS = """\
 * **1 MiB websocket messages**: the client and the upstream skip the asyncio streams: each big frame
   is sent whole from one precomputed buffer (`sock_sendall`), and read following the frame headers
   only, the payloads discarded in the kernel (`MSG_TRUNC`) and counted (every message's size is
-  checked). nginx relays these websockets through 1 MiB buffers (`{bulk_path}`). What is left on the
-  load core is mostly the kernel's TCP work and nginx's two copies (about 0.6–0.8 ms per MiB in all),
-  so the direct column is well above every proxy and these are the proxies' figures: their own core
-  (busy share in the table below) and, where that is far from full, the hand-offs between the two
-  cores (each side waiting for the other to read). The upstream does not unmask what it counts, so
-  a proxy that masks again toward the app (with a random key) is not charged an unmasking.
+  checked). This scenario runs on an app stack without nginx (every column started again for it,
+  after the others): nginx's relay of these websockets, even through 1 MiB buffers (`{bulk_path}`),
+  cost 0.3–0.36 ms per MiB on the load core, so with it the direct column was about 1.2 GiB/s and
+  the faster proxies met it. What is left on the load core is mostly the kernel's TCP work (about
+  0.4 ms per MiB for the client and the upstream together), so the direct column is well above every
+  proxy and these are the proxies' figures: their own core (busy share in the table below) and, where
+  that is far from full, the hand-offs between the two cores (each side waiting for the other to
+  read). The upstream does not unmask what it counts, so a proxy that masks again toward the app
+  (with a random key) is not charged an unmasking.
 * **Memory**: `VmRSS` of the proxy process alone (its app is another process). Growth while streaming
   is the peak of 10 ms samples minus the RSS just before.
 * **Start**: from spawning the proxy to the first 200 on `{prefix}/`, polled every 5 ms; this includes
@@ -287,8 +290,10 @@ METHOD = """\
   proxy starts the app itself as its child, on the port it chooses (`{port}`), so each measures its
   real deployment; the direct column is the harness starting the app and talking to it.
 * One repetition: start every column (timing start to first 200), warm up, then each scenario on
-  every column in turn (A B C D A B C D …), then the memory scenarios, then SIGTERM. The order of the
-  columns rotates from one repetition to the next. Each repetition starts fresh processes.
+  every column in turn (A B C D A B C D …), then the memory scenarios, then SIGTERM; then every
+  column again on the app stack without nginx, for the 1 MiB-message scenario alone. The order of the
+  columns rotates from one repetition to the next. Each repetition starts fresh processes. The
+  reference column (the trio relay) runs only the websocket scenarios.
 * Figures are medians over the repetitions (each repetition's figure is itself an aggregate of many
   requests or messages). Ratios compare medians of the same run; **best jhsingle** is the better of
   jhsingle's two modes on that row. No figure is asserted anywhere: the verdicts are information.

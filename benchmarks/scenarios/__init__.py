@@ -49,6 +49,12 @@ class Scenario(Protocol):
     async def run(self, ctx: Context, target: Target) -> dict[str, Any]: ...
 
 
+def bare_upstream(scenario: Scenario) -> bool:
+    """Whether the scenario talks to the Python upstream with no nginx in front of it (``BARE_UPSTREAM``
+    on its class): the harness then starts every column again, on an app stack without nginx, for it."""
+    return bool(getattr(scenario, "BARE_UPSTREAM", False))
+
+
 class Meter:
     """Wall time and the proxy's CPU time over a ``with`` block (no CPU for the direct column)."""
 

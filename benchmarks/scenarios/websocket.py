@@ -50,6 +50,10 @@ class Stream:
     """``profile.ws_big`` = (messages, size) one way on one websocket, up then down: MiB/s and CPU per MiB."""
 
     name = "wsbig"
+    #: Run on an app stack without nginx: nginx's relay of these websockets (a read and a write of
+    #: every byte, on the load core) alone cost more per MiB than the faster proxies, so with it
+    #: the direct column, not the proxies, set the figures.
+    BARE_UPSTREAM = True
 
     def metrics(self, profile: Profile) -> list[Metric]:
         count, size = profile.ws_big
