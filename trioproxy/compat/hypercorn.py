@@ -204,6 +204,11 @@ class ServerConnection(TCPServer):
             if isinstance(connection, H11WSConnection):
                 connection.h11_connection = None  # type: ignore[assignment]  # nothing sends after the 101
 
+    async def send_rest(self, data: bytes | memoryview) -> None:
+        """What the kernel did not take of a diverted websocket's write: here a copy through
+        ``protocol_send``; :class:`trioproxy.server.tcp.StallBoundTCPServer` writes it without one."""
+        await self.protocol_send(RawData(data=bytes(data)))
+
     def plain_transport(self) -> tuple[trio.Lock, trio.SocketStream] | None:
         """The lock that writes to the client take, and its plain TCP stream; None on TLS."""
         if isinstance(self.stream, trio.SocketStream):

@@ -219,6 +219,59 @@ class StallBoundTCPServer(ServerConnection):
                 return
             await reader(data)
 
+    async def send_rest(self, data: bytes | memoryview) -> None:
+        """What the kernel did not take of a diverted websocket's write (plain TCP; the caller shields it).
+
+        Under the send lock, like :meth:`protocol_send`, and with its stall bound (each
+        CLIENT_SEND_PIECE_BYTES taken within ``stall_s``, else the connection is cut), but
+        it waits for room before each write (the caller's write just failed: trying again
+        at once would fail too) and writes ``data`` as it is, a view of the relay's buffer
+        included: no copy, no trio stream in between. ``data`` is not kept once this returns.
+        """
+        if not isinstance(self.stream, trio.SocketStream):
+            await self.protocol_send(RawData(data=bytes(data)))
+            return
+        sock = self.stream.socket
+        view = memoryview(data)
+        stalled = broken = False
+        async with self.send_lock:
+            deadline = trio.current_time() + self.stall_s
+            taken = 0
+            while view:
+                if sock.fileno() < 0:
+                    broken = True
+                    break
+                with trio.move_on_at(deadline) as scope:
+                    try:
+                        await trio.lowlevel.wait_writable(sock)
+                    except (trio.ClosedResourceError, OSError):
+                        broken = True
+                        break
+                if scope.cancelled_caught:
+                    stalled = True
+                    break
+                fd = sock.fileno()  # no checkpoint since: -1 once closed, never another connection's
+                if fd < 0:
+                    broken = True
+                    break
+                try:
+                    n = os.write(fd, view)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    broken = True  # reset or a broken pipe
+                    break
+                view = view[n:]
+                taken += n
+                if taken >= CLIENT_SEND_PIECE_BYTES:
+                    taken, deadline = 0, trio.current_time() + self.stall_s
+            if broken:
+                await self.protocol.handle(Closed())
+        if stalled:
+            logger.info("a client at %s read nothing for %g s: connection cut", _peer(self.stream), self.stall_s)
+            abort(self.stream)
+            await self.protocol.handle(Closed())
+
     async def _send_bounded(self, data: bytes | memoryview) -> bool:
         """Write ``data``; False if one piece was not taken within ``stall_s``.
 

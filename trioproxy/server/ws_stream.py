@@ -145,8 +145,11 @@ class ProxyWSStream(WebsocketStream):
             # wire. Bounded all the same: each piece by the stall bound, and all of it by the
             # drain deadline, which closes the socket under it (:mod:`.serve`).
             with trio.CancelScope(shield=True):
-                # bytes(): what was not written at once is copied (a view's buffer is used again).
-                await server.protocol_send(RawData(data=bytes(data)))  # under the send lock, each piece bounded
+                if plain is not None:
+                    await server.send_rest(data)  # waits for room, then writes the view as it is
+                else:
+                    # TLS: bytes() copies what is left (a view's buffer is used again by the relay).
+                    await server.protocol_send(RawData(data=bytes(data)))  # under the send lock, each piece bounded
 
     def write_now(self, data: bytes) -> int:
         if self._ended or self.closed or self._rest:
