@@ -1,5 +1,5 @@
-"""The relay's bulk path (trioproxy.proxy.ws_bulk): big payloads from the app read in big pieces into a
-pooled buffer, through a real in-process trioproxy: every byte arrives, in order, both ways; the
+"""The relay's bulk path (trioproxy.proxy.ws_bulk): big payloads, from the app and from the client, read in
+big pieces into a pooled buffer, through a real in-process trioproxy: every byte arrives, in order, both ways; the
 message size limit still holds; a shutdown in the middle of a big payload still ends the websocket
 within its budget; an idle websocket holds no buffer. Every I/O test is bounded by ``trio.fail_after``.
 """
@@ -24,16 +24,20 @@ MIB = 2**20
 
 
 class Count:
-    """Wraps ws_bulk.relay: how many bulk reads, and their bytes."""
+    """Wraps ws_bulk.relay: how many bulk reads, and their bytes (all, and those from the client)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.reads = self.bytes = 0
+        self.reads = self.bytes = self.from_client = 0
         real = ws_bulk.relay
 
         async def relay(*args: object) -> int:
             n = await real(*args)  # type: ignore[arg-type]
             self.reads += 1
             self.bytes += n
+            tracker = args[2]
+            assert isinstance(tracker, F.FrameTracker)
+            if tracker.from_client:
+                self.from_client += n
             return n
 
         monkeypatch.setattr(ws_bulk, "relay", relay)
@@ -59,9 +63,11 @@ async def test_big_messages_pass_whole_both_ways(monkeypatch):
                 assert ws_bulk.POOL.idle <= ws_bulk.POOL.kept
                 await ws.send_message("still here")
                 assert await ws.get_message() == "still here"
-    # The app's big messages went by the bulk path (each a 64 KiB read first, then big reads).
+    # The big messages went by the bulk path both ways (each a 64 KiB read first, then big reads).
     big = sum(s for s in sizes if s >= 2 * ws_bulk.WS_BULK_MIN_BYTES) + len(text.encode())
-    assert count.reads > 0 and count.bytes >= big - 8 * 64 * 2**10
+    assert count.reads > 0
+    assert count.from_client >= big - 8 * 64 * 2**10  # the client's, read by the server's loop
+    assert count.bytes - count.from_client >= big - 8 * 64 * 2**10  # the app's, by the relay
 
 
 async def test_the_size_limit_holds_for_big_messages(monkeypatch):

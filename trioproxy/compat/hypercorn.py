@@ -46,7 +46,7 @@ events and ASGI interface).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast, runtime_checkable
 
 import h11
 import trio
@@ -115,6 +115,19 @@ class Worker:
         return self.app, self.config, self.context, ConnectionState(self._lifespan_state.copy())
 
 
+@runtime_checkable
+class BulkReads(Protocol):
+    """A diverted websocket's big reads from the client (the relay's): how much one would take now,
+    and one, from the readable descriptor, with what it read handed on."""
+
+    def client_bulk(self) -> int:
+        """Bytes one bulk read would take now; 0: the usual read."""
+
+    async def from_client_fd(self, fd: int, want: int) -> int:
+        """One read of at most ``want`` bytes from ``fd`` (readable), handed on: the bytes read, 0 at EOF;
+        ``OSError`` (``BlockingIOError`` if nothing was there) as ``os.readv`` raises it."""
+
+
 class ServerConnection(TCPServer):
     """hypercorn's per-connection server, for subclassing by :mod:`trioproxy.server.tcp`.
 
@@ -133,6 +146,8 @@ class ServerConnection(TCPServer):
     receive_bytes = 0
     #: Where the client's bytes go once :meth:`divert` was called (None until then).
     diverted: Callable[[bytes], Awaitable[None]] | None = None
+    #: The diverted websocket's bulk reads, if it takes them (see :meth:`divert`).
+    bulk: BulkReads | None = None
 
     def __init__(
         self,
@@ -178,7 +193,9 @@ class ServerConnection(TCPServer):
         """The connection is over: hypercorn closes the socket and tells its protocol."""
         await self.protocol_send(Closed())
 
-    def divert(self, reader: Callable[[bytes], Awaitable[None]], receive_bytes: int) -> bool:
+    def divert(
+        self, reader: Callable[[bytes], Awaitable[None]], receive_bytes: int, bulk: BulkReads | None = None
+    ) -> bool:
         """From now on every non-empty read from the client goes to ``reader``, not to the protocol,
         ``receive_bytes`` at a time.
 
@@ -193,6 +210,7 @@ class ServerConnection(TCPServer):
         object.__setattr__(h1, "trioproxy_reader", reader)
         self.receive_bytes = receive_bytes
         self.diverted = reader
+        self.bulk = bulk
         return True
 
     def forget_request(self) -> None:

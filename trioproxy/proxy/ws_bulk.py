@@ -1,11 +1,13 @@
-"""The websocket relay's bulk path: a big payload from the app read in big pieces into a pooled buffer.
+"""The websocket relay's bulk path: a big payload read in big pieces into a pooled buffer, either way.
 
 Inside a frame whose payload still to come is at least ``WS_BULK_MIN_BYTES``
 (:attr:`trioproxy.rules.frames.FrameTracker.passing`), :func:`relay` reads up to
 that payload's end (at most ``WS_BULK_READ_BYTES``) in one call into a buffer
 of :data:`POOL`, tells the tracker (:meth:`FrameTracker.skip`) and writes a view
-of it to the client. Against the 64 KiB reads of the usual path
-(``WS_APP_RECEIVE_BYTES``): fewer reads, writes and trips through the relay's
+of it to the other side: from the app in ``Relay.app_to_client``, from the client
+in the server's read loop (``server/tcp.py`` ``_read_diverted``, through
+``Relay.from_client_fd``). Against the 64 KiB reads of the usual path
+(``WS_APP_RECEIVE_BYTES``, ``WS_CLIENT_RECEIVE_BYTES``): fewer reads, writes and trips through the relay's
 loop per MiB, and no new bytes object per read (one over glibc's mmap
 threshold is an mmap, a munmap and its page faults per read). A read never
 goes past the frame's end, so the tracker sees every header as before and
@@ -17,9 +19,9 @@ costs nothing more), and the pool keeps at most ``WS_BULK_BUFFERS_KEPT`` for
 the next reads. At most ``WS_BULK_BUFFERS_MAX`` are lent at once (many
 websockets writing big messages to slow clients): beyond that, reads are the
 usual ones, so these buffers never hold more than that many MiB. Nothing
-keeps a view after the write returns (the client's write,
-:meth:`trioproxy.server.ws_stream.ProxyWSStream.write`, copies what it cannot
-write at once).
+keeps a view after the write returns: each write returns once all of it is
+written (the client's, :meth:`trioproxy.server.ws_stream.ProxyWSStream.write`,
+writes the rest from the view itself; the app's, ``EagerStream.send_all``, too).
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def wanted(tracker: FrameTracker, pool: BufferPool = POOL) -> int:
 
 async def relay(fd: int, want: int, tracker: FrameTracker, write: Callable[[memoryview], Awaitable[None]]) -> int:
     """One bulk read of at most ``want`` bytes (:func:`wanted`, not 0) from the readable ``fd``, and its
-    write: the bytes moved, 0 at the end of the app's side. ``BlockingIOError`` if nothing was there."""
+    write: the bytes moved, 0 at the end of that side (EOF). ``BlockingIOError`` if nothing was there.
+    Both directions use it: the app's bytes to the client, the client's to the app."""
     buf = POOL.take()
     try:
         view = memoryview(buf)

@@ -219,6 +219,29 @@ class Relay:
             if up.closed or self.down.closed:
                 self._closing(push=True)
 
+    def client_bulk(self) -> int:
+        """Bytes a bulk read from the client would take now (inside a big payload): see :mod:`.ws_bulk`."""
+        return ws_bulk.wanted(self.up)
+
+    async def from_client_fd(self, fd: int, want: int) -> int:
+        """One bulk read from the client's readable ``fd`` (:meth:`client_bulk` said ``want``), written to
+        the app as read: the bytes moved, 0 at the client's EOF. The read's ``OSError`` (``BlockingIOError``
+        if nothing was there) is the server's to handle; a failed write to the app ends the relay.
+
+        A bulk read stays inside one frame's payload, so no header, close frame or pong passes here
+        (:meth:`from_client` sees every one of them)."""
+        self.last_heard = trio.current_time()
+        try:
+            n = await ws_bulk.relay(fd, want, self.up, self.to_app.relay)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.end("app", None, "")
+            return -1  # not 0: the client's side goes on until the relay's end reaches it
+        if n:  # (the payload's bytes were counted at its header)
+            self.touch()
+            if self.down.closed:
+                self._closing(push=True)
+        return n
+
     def client_closed(self) -> None:
         self.closed = True
         self._client_is_done()

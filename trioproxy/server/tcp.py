@@ -200,6 +200,7 @@ class StallBoundTCPServer(ServerConnection):
         sock = self.stream.socket
         size = self.receive_bytes or CLIENT_RECEIVE_BYTES
         wait_readable = trio.lowlevel.wait_readable
+        bulk = self.bulk
         while True:
             try:
                 await wait_readable(sock)
@@ -209,6 +210,12 @@ class StallBoundTCPServer(ServerConnection):
             if fd < 0:
                 return
             try:
+                if bulk is not None and (want := bulk.client_bulk()):
+                    # Inside a big payload: the relay reads up to its end in one call (proxy/ws_bulk.py).
+                    if not await bulk.from_client_fd(fd, want):
+                        await self.protocol.handle(RawData(b""))
+                        return
+                    continue
                 data = os.read(fd, size)
             except (BlockingIOError, InterruptedError):
                 continue

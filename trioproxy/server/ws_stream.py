@@ -41,7 +41,7 @@ from hypercorn.events import RawData
 from hypercorn.protocol.events import Data, EndBody, Request, Response, StreamClosed
 from wsproto.connection import Connection
 
-from ..compat.hypercorn import ASGIWebsocketState, WebsocketStream
+from ..compat.hypercorn import ASGIWebsocketState, BulkReads, WebsocketStream
 from ..settings import WS_CLIENT_RECEIVE_BYTES
 from ..websocket_port import ClientSink, port_extension
 
@@ -116,7 +116,8 @@ class ProxyWSStream(WebsocketStream):
         server = self.connection_server
         if self._sink is None or server is None:
             return
-        if not server.divert(self._sink.from_client, WS_CLIENT_RECEIVE_BYTES):
+        bulk = self._sink if isinstance(self._sink, BulkReads) else None
+        if not server.divert(self._sink.from_client, WS_CLIENT_RECEIVE_BYTES, bulk):
             raise RuntimeError("the websocket relay could not take the client's bytes (trioproxy.compat.hypercorn)")
         plain = server.plain_transport()
         self._plain = plain[1] if plain is not None else None
