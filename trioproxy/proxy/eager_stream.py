@@ -55,10 +55,26 @@ class EagerStream(trio.abc.HalfCloseableStream):
             if sent == len(data):
                 self._run += 1
                 return
-            if sent > 0:
-                data = memoryview(data)[sent:]
+            if sent >= 0:
+                # The kernel took part or none: wait for room before the next send (at once it
+                # would fail again, as trio's send_all's first try does), a big message's usual case.
+                self._run = 0
+                await self._send_when_writable(memoryview(data)[sent:])
+                return
         self._run = 0
         await self.stream.send_all(data)
+
+    async def _send_when_writable(self, view: memoryview) -> None:
+        while view:
+            await trio.lowlevel.wait_writable(self._raw)
+            try:
+                view = view[self._raw.send(view):]
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                break  # let trio raise the right error
+        if view:
+            await self.stream.send_all(view)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self.reader is not None:
