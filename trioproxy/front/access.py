@@ -3,7 +3,8 @@
 Requests are seen in one place, the front (:class:`~.front.Front` wraps each
 HTTP request and websocket in :func:`logged`), so every answer is logged once:
 the app's, trioproxy's own pages, redirects to the login, refusals. A request
-is logged when its answer ends; a websocket when it closes, with its duration
+is logged when its answer ends; a websocket when it closes (after a hand-off,
+``ClientPort.after_hand_off``: the relaying outlives the ASGI app), with its duration
 and the messages it carried each way (the bridge's frame trackers count them
 and fill in the :class:`~trioproxy.websocket_port.MessageCounts` this module
 puts in the scope: the bridge's frames do not pass through ASGI).
@@ -36,7 +37,7 @@ from typing import Any
 
 import trio
 
-from ..websocket_port import COUNTS_EXTENSION, MessageCounts
+from ..websocket_port import COUNTS_EXTENSION, MessageCounts, port_of
 
 logger = logging.getLogger("trioproxy.access")
 
@@ -109,6 +110,11 @@ class Entry:
         elif kind == "websocket.close" and not self.status:
             self.status = 403  # closed before accepting: hypercorn answers 403
 
+    async def log(self) -> None:
+        """Its line, now (async only to be run after a websocket handed off: it never waits)."""
+        duration = trio.current_time() - self.started
+        logger.info("%s", self.line(duration), extra={"access": self.fields(duration)})
+
     def fields(self, duration_s: float) -> dict[str, Any]:
         out: dict[str, Any] = {
             "client": self.client,
@@ -149,5 +155,6 @@ async def logged(app: App, scope: dict[str, Any], receive: Any, send: Send) -> N
     try:
         await app(scope, receive, observed)
     finally:
-        duration = trio.current_time() - entry.started
-        logger.info("%s", entry.line(duration), extra={"access": entry.fields(duration)})
+        port = port_of(scope) if entry.websocket else None
+        if port is None or not port.after_hand_off(entry.log):
+            await entry.log()
