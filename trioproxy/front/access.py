@@ -71,7 +71,7 @@ def _printable(text: str) -> str:
 class Entry:
     """What one request's line says, filled in as its answer goes out."""
 
-    __slots__ = ("bytes", "client", "counts", "method", "path", "protocol", "scope",
+    __slots__ = ("_user", "bytes", "client", "counts", "method", "path", "protocol", "scope",
                  "started", "started_wall", "status", "websocket")
 
     def __init__(self, scope: Mapping[str, Any]) -> None:
@@ -91,10 +91,19 @@ class Entry:
         self.counts = MessageCounts()
         self.started = trio.current_time()
         self.started_wall = time.time()
+        self._user: str | None = None
+
+    def settle(self) -> None:
+        """The request's part is over (a websocket relayed on after its ASGI app): what the line needs
+        of the scope is kept, not the scope (its headers, the passage)."""
+        self._user = self.user
+        self.scope = {}
 
     @property
     def user(self) -> str:
         """The logged-in user's name (set by the front once admitted), else ''."""
+        if self._user is not None:
+            return self._user
         model = self.scope.get("trioproxy.user")
         name = model.get("name") if isinstance(model, Mapping) else None
         return str(name) if name else ""
@@ -156,5 +165,7 @@ async def logged(app: App, scope: dict[str, Any], receive: Any, send: Send) -> N
         await app(scope, receive, observed)
     finally:
         port = port_of(scope) if entry.websocket else None
-        if port is None or not port.after_hand_off(entry.log):
+        if port is not None and port.after_hand_off(entry.log):
+            entry.settle()
+        else:
             await entry.log()
