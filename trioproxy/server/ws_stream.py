@@ -50,7 +50,7 @@ from hypercorn.events import RawData
 from hypercorn.protocol.events import Data, EndBody, Request, Response, StreamClosed
 from wsproto.connection import Connection
 
-from ..compat.hypercorn import ASGIWebsocketState, WebsocketStream
+from ..compat.hypercorn import ASGIWebsocketState, ServerConnection, WebsocketStream
 from ..settings import WS_CLIENT_RECEIVE_BYTES
 from ..websocket_port import ClientSink, port_extension
 
@@ -203,7 +203,7 @@ class ProxyWSStream(WebsocketStream):
         self._later.append(then)
         return True
 
-    def _continue(self, server: Any) -> None:
+    def _continue(self, server: ServerConnection) -> None:
         """The ASGI app has returned: what was handed off runs in a task of the connection's nursery."""
         later, self._later = self._later or [], []
         # hypercorn's queue to the app (its app task is gone, and the relay never used it) and the
@@ -219,8 +219,10 @@ class ProxyWSStream(WebsocketStream):
             # Relayed: the relay wrote every frame and ends the connection itself; hypercorn's
             # own close frames (on websocket.close, or its 1011 when the app returns) would
             # land in the middle of the relayed bytes.
-            if message is None and self._later and self.connection_server is not None:
-                self._continue(self.connection_server)
+            if message is None and self._later is not None:
+                # Handed off: the relay goes on (hypercorn may say None twice, after an app's error).
+                if self._later and self.connection_server is not None:
+                    self._continue(self.connection_server)
             elif message is None or message["type"] == "websocket.close":
                 await self.end()
             return
