@@ -19,6 +19,13 @@ it can do). The bridge (:mod:`trioproxy.proxy.websocket`) takes it with
 Accepting and refusing still go through the ASGI messages as usual
 (``websocket.accept``, ``websocket.http.response.*``); nothing per frame does.
 
+After the accept the bridge hands the rest of the websocket (the relaying and
+its ending) to the port, ``port.hand_off(run)``, and returns: the ASGI app's
+task ends (with hypercorn's message queue, and the frames of everything that
+called the bridge), and ``run`` runs in a task owned by the connection's own
+nursery. Whoever wrapped the bridge and has something to do at the
+websocket's end (the access log's line) adds it with ``port.after_hand_off``.
+
 A third, optional extension, :data:`COUNTS_EXTENSION`, is how whoever wraps the
 bridge (the access log) learns the messages a websocket carried: the bridge
 fills in the :class:`MessageCounts` it finds there when the websocket ends.
@@ -26,7 +33,7 @@ fills in the :class:`MessageCounts` it finds there when the websocket ends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -78,6 +85,17 @@ class ClientPort(Protocol):
 
     async def end(self) -> None:
         """Close the client's connection (what ``write_now`` left goes first)."""
+
+    def hand_off(self, run: Callable[[], Awaitable[None]]) -> bool:
+        """After the accept: ``run`` (the rest of the websocket, its ending included) runs in a task of
+        the connection's own once the ASGI app has returned, and that return ends nothing.
+
+        False if this port cannot take it (not accepted, or not relayed): the caller runs it itself.
+        """
+
+    def after_hand_off(self, then: Callable[[], Awaitable[None]]) -> bool:
+        """If the websocket was handed off, ``then`` runs after it (and after those added before), even
+        when it failed or was cancelled; True. False (nothing handed off): the caller does it now."""
 
 
 def port_extension(port: ClientPort) -> dict[str, Any]:

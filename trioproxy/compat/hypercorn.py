@@ -137,7 +137,7 @@ class ServerConnection(TCPServer):
     ``protocol_send(event)`` (every event the protocol sends: override, and
     call it for what is not overridden). Added here: :meth:`read_loop` and
     :meth:`not_http11` (override), :meth:`end_connection`,
-    :meth:`plain_transport`, :meth:`divert` and :meth:`forget_request`, and :attr:`receive_bytes`
+    :meth:`plain_transport`, :meth:`divert`, :meth:`forget_request` and :meth:`start_soon`, and :attr:`receive_bytes`
     (what :meth:`read_loop` should read at a time, once set) and :attr:`diverted` (the reader
     :meth:`divert` was given: a read loop may hand the bytes to it directly).
     """
@@ -226,6 +226,12 @@ class ServerConnection(TCPServer):
         """What the kernel did not take of a diverted websocket's write: here a copy through
         ``protocol_send``; :class:`trioproxy.server.tcp.StallBoundTCPServer` writes it without one."""
         await self.protocol_send(RawData(data=bytes(data)))
+
+    def start_soon(self, run: Callable[[], Awaitable[None]]) -> None:
+        """Start ``run`` in a task of this connection's nursery (hypercorn's per-connection task group,
+        which the connection's task closes: it is under the server's nursery, so a cancelled server
+        cancels it too). Only while the connection is served (from one of its tasks)."""
+        self._task_group.spawn(run)
 
     def plain_transport(self) -> tuple[trio.Lock, trio.SocketStream] | None:
         """The lock that writes to the client take, and its plain TCP stream; None on TLS."""
@@ -333,6 +339,7 @@ def check() -> str:
     r.need(method(TCPServer, "TCPServer", "__init__", ("app", "config", "context", "state", "stream")))
     r.need(uses(TCPServer, "TCPServer", "run", "ProtocolWrapper", "protocol", "idle_task", "_read_data"))
     r.need(method(TCPServer, "TCPServer", "_read_data", ()))
+    r.need(uses(TCPServer, "TCPServer", "run", "TaskGroup", "_task_group"))
     r.need(method(TCPServer, "TCPServer", "protocol_send", ("event",)))
     r.need(uses(TCPServer, "TCPServer", "protocol_send", "send_lock", "stream", "idle_task", "restart", "stop"))
     server, problem = probe("TCPServer", lambda: TCPServer(None, Config(), None, None, None))  # type: ignore[arg-type]

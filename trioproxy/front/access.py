@@ -3,7 +3,8 @@
 Requests are seen in one place, the front (:class:`~.front.Front` wraps each
 HTTP request and websocket in :func:`logged`), so every answer is logged once:
 the app's, trioproxy's own pages, redirects to the login, refusals. A request
-is logged when its answer ends; a websocket when it closes, with its duration
+is logged when its answer ends; a websocket when it closes (after a hand-off,
+``ClientPort.after_hand_off``: the relaying outlives the ASGI app), with its duration
 and the messages it carried each way (the bridge's frame trackers count them
 and fill in the :class:`~trioproxy.websocket_port.MessageCounts` this module
 puts in the scope: the bridge's frames do not pass through ASGI).
@@ -36,7 +37,7 @@ from typing import Any
 
 import trio
 
-from ..websocket_port import COUNTS_EXTENSION, MessageCounts
+from ..websocket_port import COUNTS_EXTENSION, MessageCounts, port_of
 
 logger = logging.getLogger("trioproxy.access")
 
@@ -70,7 +71,7 @@ def _printable(text: str) -> str:
 class Entry:
     """What one request's line says, filled in as its answer goes out."""
 
-    __slots__ = ("bytes", "client", "counts", "method", "path", "protocol", "scope",
+    __slots__ = ("_user", "bytes", "client", "counts", "method", "path", "protocol", "scope",
                  "started", "started_wall", "status", "websocket")
 
     def __init__(self, scope: Mapping[str, Any]) -> None:
@@ -90,10 +91,19 @@ class Entry:
         self.counts = MessageCounts()
         self.started = trio.current_time()
         self.started_wall = time.time()
+        self._user: str | None = None
+
+    def settle(self) -> None:
+        """The request's part is over (a websocket relayed on after its ASGI app): what the line needs
+        of the scope is kept, not the scope (its headers, the passage)."""
+        self._user = self.user
+        self.scope = {}
 
     @property
     def user(self) -> str:
         """The logged-in user's name (set by the front once admitted), else ''."""
+        if self._user is not None:
+            return self._user
         model = self.scope.get("trioproxy.user")
         name = model.get("name") if isinstance(model, Mapping) else None
         return str(name) if name else ""
@@ -108,6 +118,11 @@ class Entry:
             self.status = 101
         elif kind == "websocket.close" and not self.status:
             self.status = 403  # closed before accepting: hypercorn answers 403
+
+    async def log(self) -> None:
+        """Its line, now (async only to be run after a websocket handed off: it never waits)."""
+        duration = trio.current_time() - self.started
+        logger.info("%s", self.line(duration), extra={"access": self.fields(duration)})
 
     def fields(self, duration_s: float) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -149,5 +164,8 @@ async def logged(app: App, scope: dict[str, Any], receive: Any, send: Send) -> N
     try:
         await app(scope, receive, observed)
     finally:
-        duration = trio.current_time() - entry.started
-        logger.info("%s", entry.line(duration), extra={"access": entry.fields(duration)})
+        port = port_of(scope) if entry.websocket else None
+        if port is not None and port.after_hand_off(entry.log):
+            entry.settle()
+        else:
+            await entry.log()

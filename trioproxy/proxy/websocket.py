@@ -19,13 +19,16 @@ garbage, is a 502. Every wait is bounded by --request-timeout (504).
 
 Relaying: the server offers the client's side as a
 :class:`trioproxy.websocket_port.ClientPort` in the scope; the bridge
-attaches its :class:`.ws_relay.Relay` before accepting. The client's bytes go
-to the app from the connection's reader task, the app's to the client from
-this bridge's task, in :meth:`Gateway.long_lived <.gateway.LongLived>`'s
-scope and watched by the keepalive (:mod:`.ws_keepalive`); how each way of
-ending is answered is in :mod:`.ws_relay`. The app's TCP stream is an
-:class:`.eager_stream.EagerStream`, closed in every case; the client's
-connection is ended by the bridge before it returns.
+attaches its :class:`.ws_relay.Relay` before accepting, and once accepted
+hands the rest (:class:`_Relaying`) to the port and returns (the ASGI app's
+task, its queue and its frames are not kept for the websocket's life; a port
+that cannot take it has the bridge run it). The client's bytes go to the app
+from the connection's reader task, the app's to the client from the task the
+port started in the connection's nursery, in :meth:`Gateway.long_lived
+<.gateway.LongLived>`'s scope and watched by the keepalive
+(:mod:`.ws_keepalive`); how each way of ending is answered is in
+:mod:`.ws_relay`. The app's TCP stream is an :class:`.eager_stream.EagerStream`,
+closed in every case; the client's connection is ended once the relaying is over.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ async def bridge(
         await _refuse(gw, scope, send, *problem)
         return
 
+    owned = True  # the app's end is closed here (unless handed off with the rest)
     try:
         try:
             with trio.fail_after(gw.settings.request_timeout_s):
@@ -109,11 +113,20 @@ async def bridge(
         except h11.ProtocolError as exc:
             problem = (502, f"the app's websocket handshake is malformed ({exc})")
         else:
-            del headers  # a websocket may stay open for days: its frames hold nothing they no longer need
-            await _relay(gw, f"websocket {scope['path']}", send, stream, port, accepted, counts_of(scope))
+            del headers
+            relaying = await _accept(gw, f"websocket {scope['path']}", send, stream, port, accepted,
+                                     counts_of(scope))
+            if port.hand_off(relaying.run):
+                # A task of the connection's relays from here on, and closes the app's end; this
+                # task (hypercorn's ASGI app task, with its queue) ends now: a websocket may stay
+                # open for days, and it would hold every frame above this one for nothing.
+                owned = False
+            else:
+                await relaying.run()
     finally:
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)  # the app's end is closed, whatever happened
+        if owned:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)  # the app's end is closed, whatever happened
     if refused is not None:
         await _relay_refusal(gw, scope, send, refused)
     elif problem is not None:
@@ -202,11 +215,11 @@ async def _body(stream: trio.abc.Stream, conn: h11.Connection) -> bytes:
     return bytes(body[:WS_REFUSAL_BODY_MAX_BYTES])
 
 
-async def _relay(
+async def _accept(
     gw: Gateway, what: str, send: Send, stream: trio.abc.Stream, port: ClientPort,
     accepted: list[Any], counts: MessageCounts | None = None,
-) -> None:
-    """Accept the client, relay frames both ways until the websocket ends, then end both connections.
+) -> _Relaying:
+    """Accept the client with the app's answer, its relay attached; what relays it is returned.
 
     ``accepted`` is the app's answer (subprotocol, 101 headers, first bytes), emptied here once used.
     """
@@ -224,23 +237,51 @@ async def _relay(
             "headers": gw.app_response_headers(accept_headers, what),
         }
     )
-    del accept_headers, answer
     gw.metrics.websockets_open += 1
     gw.metrics.websockets_total += 1
-    try:
-        with gw.keepalive.watching(relay), gw.long_lived.register(goodbye=relay.goodbye) as scope:
-            relay.scope = scope
-            if relay.ended is not None:
-                scope.cancel()
-            await relay.app_to_client(first)
-        with trio.CancelScope(shield=True), trio.move_on_after(settings.ws_close_timeout_s):
-            await relay.finish()
-    finally:
-        gw.metrics.websockets_open -= 1
-        if counts is not None:
-            counts.messages_in, counts.messages_out = relay.up.messages, relay.down.messages
-        with trio.CancelScope(shield=True), trio.move_on_after(settings.ws_close_timeout_s):
-            await port.end()
+    return _Relaying(gw, relay, stream, first, counts)
+
+
+class _Relaying:
+    """One accepted websocket's relaying, then the end of both connections (:meth:`run`).
+
+    Run by the bridge, or (usually) handed off to the client's connection
+    (``ClientPort.hand_off``): then this object is all that is kept of the bridge.
+    """
+
+    __slots__ = ("counts", "first", "gw", "relay", "stream")
+
+    def __init__(self, gw: Gateway, relay: Relay, stream: trio.abc.Stream, first: bytes,
+                 counts: MessageCounts | None) -> None:
+        self.gw = gw
+        self.relay = relay
+        self.stream = stream
+        self.first = first
+        self.counts = counts
+
+    async def run(self) -> None:
+        """Relay frames both ways until the websocket ends, then end both connections; bounded cleanup."""
+        gw, relay, counts = self.gw, self.relay, self.counts
+        first, self.first = self.first, b""
+        settings = gw.settings
+        try:
+            try:
+                with gw.keepalive.watching(relay), gw.long_lived.register(goodbye=relay.goodbye) as scope:
+                    relay.scope = scope
+                    if relay.ended is not None:
+                        scope.cancel()
+                    await relay.app_to_client(first)
+                with trio.CancelScope(shield=True), trio.move_on_after(settings.ws_close_timeout_s):
+                    await relay.finish()
+            finally:
+                gw.metrics.websockets_open -= 1
+                if counts is not None:
+                    counts.messages_in, counts.messages_out = relay.up.messages, relay.down.messages
+                with trio.CancelScope(shield=True), trio.move_on_after(settings.ws_close_timeout_s):
+                    await relay.port.end()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)  # the app's end is closed, whatever happened
 
 
 async def _relay_refusal(gw: Gateway, scope: dict[str, Any], send: Send, refused: _Refused) -> None:

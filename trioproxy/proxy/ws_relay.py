@@ -20,7 +20,9 @@ the app sends).
 
 Tasks: the client's bytes are relayed from the connection's reader task
 (:meth:`Relay.from_client`: a slow app holds the client back), the app's from
-the bridge's task (:meth:`Relay.app_to_client`). The relay's own control
+the relaying task (:meth:`Relay.app_to_client`: the bridge hands it to the
+client's connection after the accept, so it is a task of that connection's
+nursery; see :mod:`.websocket`). The relay's own control
 frames go only between frames (:class:`_Out`: at once when the direction is
 at a frame boundary and no write is under way, else spliced in at the next
 boundary): keepalive pings to a silent client (their pongs are taken out,
@@ -250,7 +252,7 @@ class Relay:
         else:
             self.end("client", None, "")
 
-    # --- from the app (the bridge's task) --------------------------------------------------------------------------
+    # --- from the app (the relaying task) -------------------------------------------------------------------------
 
     async def app_to_client(self, first: bytes) -> None:
         """Relay the app's bytes (``first``: those that came with its 101) until the app's side ends.

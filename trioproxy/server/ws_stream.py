@@ -18,6 +18,14 @@ authenticates it; the bridge accepts or refuses it); what this changes:
   websockets get their 1001 in ~15 ms instead of a scheduler pass per step
   of hypercorn's write path for each) and :meth:`ProxyWSStream.end`. An
   app that attaches nothing is served by hypercorn's own websocket code.
+* **The hand-off.** Once accepted, the bridge hands the rest of the websocket
+  to :meth:`ProxyWSStream.hand_off` and returns: when the ASGI app's task
+  ends (hypercorn's ``app_send(None)``), the stream drops hypercorn's app
+  queue and starts what was handed off (and what was added after it,
+  :meth:`ProxyWSStream.after_hand_off`) in one task of the connection's
+  nursery. An idle websocket is then that task and the connection's reader,
+  without the app task, its queue, and the frames of every ASGI layer above
+  the bridge.
 * **Handshakes.** A ``Sec-WebSocket-Version`` other than 13 gets 426 with
   ``Sec-WebSocket-Version: 13`` (RFC 6455 §4.4), and a key that is not 16
   bytes of base64 gets 400 (hypercorn accepted any key).
@@ -34,6 +42,7 @@ import base64
 import binascii
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -41,7 +50,7 @@ from hypercorn.events import RawData
 from hypercorn.protocol.events import Data, EndBody, Request, Response, StreamClosed
 from wsproto.connection import Connection
 
-from ..compat.hypercorn import ASGIWebsocketState, BulkReads, WebsocketStream
+from ..compat.hypercorn import ASGIWebsocketState, BulkReads, ServerConnection, WebsocketStream
 from ..settings import WS_CLIENT_RECEIVE_BYTES
 from ..websocket_port import ClientSink, port_extension
 
@@ -70,6 +79,8 @@ class ProxyWSStream(WebsocketStream):
     #: What :meth:`write_now` could not write: it goes first.
     _rest = b""
     _ended = False
+    #: What was handed off (:meth:`hand_off`) and added after it, in order; None: nothing handed off.
+    _later: list[Callable[[], Awaitable[None]]] | None = None
 
     # --- from the client ---------------------------------------------------------------------------------------
 
@@ -184,6 +195,28 @@ class ProxyWSStream(WebsocketStream):
             await server.protocol_send(RawData(data=rest))
         await server.end_connection()
 
+    def hand_off(self, run: Callable[[], Awaitable[None]]) -> bool:
+        if (self._sink is None or self._later is not None or self.connection_server is None
+                or self.state is not ASGIWebsocketState.CONNECTED):
+            return False
+        self._later = [run]
+        return True
+
+    def after_hand_off(self, then: Callable[[], Awaitable[None]]) -> bool:
+        if self._later is None:
+            return False
+        self._later.append(then)
+        return True
+
+    def _continue(self, server: ServerConnection) -> None:
+        """The ASGI app has returned: what was handed off runs in a task of the connection's nursery."""
+        later, self._later = self._later or [], []
+        # hypercorn's queue to the app (its app task is gone, and the relay never used it) and the
+        # request's scope (its headers, the passage the front put there): nothing reads them again.
+        self.app_put = None
+        self.__dict__.pop("scope", None)
+        server.start_soon(lambda: _run_in_order(later))
+
     # --- to the client, as hypercorn would -----------------------------------------------------------------------
 
     async def app_send(self, message: Any) -> None:
@@ -191,7 +224,11 @@ class ProxyWSStream(WebsocketStream):
             # Relayed: the relay wrote every frame and ends the connection itself; hypercorn's
             # own close frames (on websocket.close, or its 1011 when the app returns) would
             # land in the middle of the relayed bytes.
-            if message is None or message["type"] == "websocket.close":
+            if message is None and self._later is not None:
+                # Handed off: the relay goes on (hypercorn may say None twice, after an app's error).
+                if self._later and self.connection_server is not None:
+                    self._continue(self.connection_server)
+            elif message is None or message["type"] == "websocket.close":
                 await self.end()
             return
         await super().app_send(message)
@@ -219,6 +256,20 @@ class ProxyWSStream(WebsocketStream):
         await self.send(EndBody(stream_id=self.stream_id))
         await self.send(StreamClosed(stream_id=self.stream_id))
         await self._end_connection()
+
+
+async def _run_in_order(later: list[Callable[[], Awaitable[None]]]) -> None:
+    """Each of ``later`` in turn; those after one that failed or was cancelled still run."""
+    while later:
+        run = later.pop(0)
+        try:
+            await run()
+        except Exception:
+            # As hypercorn treats an ASGI app's error: logged, and the connection's task goes on.
+            logger.exception("a websocket's relay failed")
+        except BaseException:  # cancelled: the rest is cleanup (shielded and bounded each, if it waits)
+            await _run_in_order(later)
+            raise
 
 
 def _handshake_refusal(request: Request) -> tuple[int, list[tuple[bytes, bytes]]] | None:
