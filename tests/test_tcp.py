@@ -17,9 +17,11 @@ from hypercorn.config import Config
 from hypercorn.events import RawData
 
 from trioproxy.compat.hypercorn import Worker
+from trioproxy.server.serve import _close_at_deadline
 from trioproxy.server.tcp import StallBoundTCPServer, receive
 from trioproxy.settings import CLIENT_RECEIVE_BYTES, EAGER_RUN_CALLS
 from trioproxy.settings import CLIENT_SEND_PIECE_BYTES as SEND_PIECE_BYTES
+from trioproxy.shutdown import Shutdown
 
 CHUNK = 4 * SEND_PIECE_BYTES  # one h11 event of several pieces
 
@@ -286,3 +288,21 @@ async def test_writes_that_never_wait_still_let_others_run():
             assert data == b"x" * (4 * EAGER_RUN_CALLS)
         await ours.aclose()
         await peer.aclose()
+
+
+async def test_the_drain_deadline_closes_connection_sockets_even_when_its_task_is_cancelled_first():
+    """The shutdown's caller cancels what is left once the drain deadline has passed, which can come
+    before the closing task runs again at that same deadline (seen under load). The sockets must be
+    closed all the same: a send shielded in the middle of a websocket frame would else wait out its
+    stall bound (60 s) and hold the exit."""
+    a, b = trio.socket.socketpair()
+    stream = trio.SocketStream(a)
+    shutdown = Shutdown()
+    with trio.fail_after(5):
+        shutdown.request("a test", budget_s=60)  # a deadline far away: only the cancellation ends the wait
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_close_at_deadline, shutdown, {stream})
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert stream.socket.fileno() == -1
+    b.close()

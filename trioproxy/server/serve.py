@@ -194,12 +194,20 @@ async def serve(
 
 
 async def _close_at_deadline(shutdown: Shutdown, streams: set[Any]) -> None:
-    """At the drain deadline close every connection socket, waking shielded sends."""
-    with trio.CancelScope() as wait:
-        shutdown.drain_scope(wait)  # ends at the deadline, or at once on hurry()
-        await trio.sleep_forever()
-    for stream in list(streams):
-        _close_socket(stream)
+    """At the drain deadline close every connection socket, waking shielded sends.
+
+    Also when this task is cancelled first: the shutdown's caller cancels what is left as soon
+    as the drain deadline has passed, which can come before this task runs again at the same
+    deadline; the sockets must be closed all the same, or a send shielded in the middle of a
+    frame (a websocket's, to a client that stopped reading) would wait out its stall bound.
+    """
+    try:
+        with trio.CancelScope() as wait:
+            shutdown.drain_scope(wait)  # ends at the deadline, or at once on hurry()
+            await trio.sleep_forever()
+    finally:
+        for stream in list(streams):
+            _close_socket(stream)  # synchronous: safe under cancellation
 
 
 def _summary(exc: BaseException) -> str:
