@@ -146,12 +146,15 @@ async def test_as_pid1_in_a_new_pid_namespace():
     assert "done, exit code 0" in p.log
 
 
-#: Websockets open at SIGTERM in the test below, and the bound for all their 1001s.
+#: Websockets open at SIGTERM in the test below, and the bound for all their 1001s: a quarter of its
+#: 2 s budget. The property is that every 1001 is written in one pass at the start of the drain, long
+#: before the budget ends; how fast that pass is (26-35 ms for 1,000 here, quiet) is a benchmark's
+#: figure, not an assertion: with the suite's other worker beside it, it took 104 ms once.
 MANY_WEBSOCKETS = 1000
-ALL_1001_WITHIN_MS = 100
+ALL_1001_WITHIN_MS = 500
 
 
-async def test_a_thousand_websockets_all_get_1001_within_100_ms():
+async def test_a_thousand_websockets_all_get_1001_in_one_pass_early_in_the_drain():
     """trioproxy writes every 1001 in one pass before any task runs; its log times that pass
     from the signal (measured inside trioproxy: a test process reading 1,000 sockets
     cannot time them to the millisecond itself). Every client then reads its 1001."""

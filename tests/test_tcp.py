@@ -9,6 +9,7 @@ import hashlib
 import socket
 import tracemalloc
 
+import h11
 import pytest
 import trio
 import trio.lowlevel
@@ -17,6 +18,7 @@ from hypercorn.config import Config
 from hypercorn.events import RawData
 
 from trioproxy.compat.hypercorn import Worker
+from trioproxy.server.h11_guard import GuardedConnection
 from trioproxy.server.serve import _close_at_deadline
 from trioproxy.server.tcp import StallBoundTCPServer, receive
 from trioproxy.settings import CLIENT_RECEIVE_BYTES, EAGER_RUN_CALLS
@@ -306,3 +308,22 @@ async def test_the_drain_deadline_closes_connection_sockets_even_when_its_task_i
             nursery.cancel_scope.cancel()
     assert stream.socket.fileno() == -1
     b.close()
+
+
+def test_an_answer_before_the_whole_request_body_says_the_connection_closes():
+    """hypercorn closes a connection whose request body had not all come when the answer was out (a
+    refusal, a login redirect for a POST): the answer must say so, or a client's next request on it gets
+    no answer (seen in the suite: httpx's "Server disconnected without sending a response")."""
+    early = GuardedConnection(16 * 1024)
+    early.receive_data(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n")
+    assert type(early.next_event()) is h11.Request
+    head = early.send(h11.Response(status_code=403, headers=[(b"content-length", b"0")]))
+    assert head is not None and b"connection: close\r\n" in head.lower()
+    # With the body all in, the connection is kept: nothing added.
+    whole = GuardedConnection(16 * 1024)
+    whole.receive_data(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+    assert type(whole.next_event()) is h11.Request
+    assert type(whole.next_event()) is h11.Data
+    assert type(whole.next_event()) is h11.EndOfMessage
+    head = whole.send(h11.Response(status_code=403, headers=[(b"content-length", b"0")]))
+    assert head is not None and b"connection" not in head.lower()

@@ -78,6 +78,17 @@ class GuardedConnection(ServerConnection):
             event = without_h2c_offer(event)
         return event
 
+    def send_with_data_passthrough(self, event: h11.Event) -> list[bytes] | None:
+        if type(event) is h11.Response and self.their_state is h11.SEND_BODY:
+            # The answer goes before the request's body has all come (a refusal, a redirect, a
+            # login page for a POST): hypercorn closes such a connection once the answer is out
+            # (it never reads a body nobody asked for), so the answer says so (RFC 9112 §9.6).
+            # Else a client sends its next request into the closing connection and gets no answer.
+            headers = [(k, v) for k, v in event.headers if k != b"connection"]
+            event = h11.Response(status_code=event.status_code, reason=event.reason,
+                                 headers=[*headers, (b"connection", b"close")])
+        return super().send_with_data_passthrough(event)
+
     def start_next_cycle(self) -> None:
         super().start_next_cycle()
         self._scan = HeadScan()
