@@ -1,5 +1,5 @@
 # Benchmarks (issue 4), included from the Makefile (uses its PYTHON, PY and install target).
-#   make bench          the full run: 3 repetitions, writes benchmarks/RESULTS.md (about 8 minutes)
+#   make bench          the full run: 3 repetitions, writes benchmarks/RESULTS.md (about 6 minutes)
 #   make bench-quick    1 short repetition, same scenarios, RESULTS.md labelled QUICK (about 1 minute)
 #   make bench-install  what both need: nginx, wrk, curl (Debian, as root) and jhsingle-native-proxy
 # Extra harness options: make bench BENCH_ARGS="--reps 5 --columns direct,trioproxy"
