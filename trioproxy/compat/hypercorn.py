@@ -223,9 +223,10 @@ class ServerConnection(TCPServer):
                 connection.h11_connection = None  # type: ignore[assignment]  # nothing sends after the 101
 
     async def send_rest(self, data: bytes | memoryview) -> None:
-        """What the kernel did not take of a diverted websocket's write: here a copy through
+        """What the kernel did not take of a diverted websocket's write, shielded: here a copy through
         ``protocol_send``; :class:`trioproxy.server.tcp.StallBoundTCPServer` writes it without one."""
-        await self.protocol_send(RawData(data=bytes(data)))
+        with trio.CancelScope(shield=True):
+            await self.protocol_send(RawData(data=bytes(data)))
 
     def start_soon(self, run: Callable[[], Awaitable[None]]) -> None:
         """Start ``run`` in a task of this connection's nursery (hypercorn's per-connection task group,

@@ -111,39 +111,50 @@ class StallBoundTCPServer(ServerConnection):
         lock = self.send_lock
         if lock.locked() or not isinstance(self.stream, trio.SocketStream):
             async with lock:
-                sent = await self._write_locked(event.data)
-        else:
-            # Nobody is writing: the lock is taken at once (no checkpoint) and the kernel given
-            # what it takes now, so a head or a chunk that fits the socket's buffer (nearly every
-            # write) costs one send and no pass through trio's scheduler (the lock and trio's
-            # send_all yield once each). Only a rest waits, bounded and shielded like any write.
-            # Every EAGER_RUN_CALLS such writes in a row, one yields all the same, so a sender
-            # that has its data at hand (a body parsed from one read of the app) lets others run.
-            lock.acquire_nowait()
-            try:
-                rest = _write_now(self.stream.socket, event.data)
-                if rest is None:
-                    await self.protocol.handle(Closed())
-                sent = await self._write_locked(rest) if rest else True
-            finally:
-                lock.release()
-            self._eager_writes = 0 if rest else self._eager_writes + 1
-            if self._eager_writes >= EAGER_RUN_CALLS:
-                self._eager_writes = 0
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                await self._write_locked(event.data)
+            return
+        # Nobody is writing: the lock is taken at once (no checkpoint) and the kernel given
+        # what it takes now, so a head or a chunk that fits the socket's buffer (nearly every
+        # write) costs one send and no pass through trio's scheduler (the lock and trio's
+        # send_all yield once each). Only a rest waits, bounded and shielded like any write.
+        # Every EAGER_RUN_CALLS such writes in a row, one yields all the same, so a sender
+        # that has its data at hand (a body parsed from one read of the app) lets others run.
+        lock.acquire_nowait()
+        try:
+            rest = _write_now(self.stream.socket, event.data)
+            if rest is None:
+                await self.protocol.handle(Closed())
+            elif rest:
+                await self._write_locked(rest)
+        finally:
+            lock.release()
+        self._eager_writes = 0 if rest else self._eager_writes + 1
+        if self._eager_writes >= EAGER_RUN_CALLS:
+            self._eager_writes = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def send_rest(self, data: bytes | memoryview) -> None:
+        """What the kernel did not take of a diverted websocket's write: the rest of a frame under
+        way, so shielded (half a frame must not be left), and bounded like every write
+        (:meth:`_write_locked`). ``data`` is written as it is (a view of the relay's buffer
+        included) and not kept once this returns."""
+        with trio.CancelScope(shield=True):
+            async with self.send_lock:
+                await self._write_locked(data)
+
+    async def _write_locked(self, data: bytes | memoryview) -> None:
+        """Write all of ``data``, the send lock held. A piece not taken within ``stall_s`` means
+        the client stopped reading: the connection is cut (RST). A client gone is told to the
+        protocol (``Closed``)."""
+        try:
+            sent = await self._send_bounded(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.protocol.handle(Closed())
+            return
         if not sent:
             logger.info("a client at %s read nothing for %g s: connection cut", _peer(self.stream), self.stall_s)
             abort(self.stream)
             await self.protocol.handle(Closed())
-
-    async def _write_locked(self, data: bytes | memoryview) -> bool:
-        """Write all of ``data``, the send lock held; False if one piece was not taken within
-        ``stall_s``. A client gone is told to the protocol (``Closed``) under the lock."""
-        try:
-            return await self._send_bounded(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            await self.protocol.handle(Closed())
-            return True
 
     async def _end_stream(self) -> None:
         """A FIN after what was sent (plain TCP), then close (TLS: without waiting for close_notify)."""
@@ -226,75 +237,45 @@ class StallBoundTCPServer(ServerConnection):
                 return
             await reader(data)
 
-    async def send_rest(self, data: bytes | memoryview) -> None:
-        """What the kernel did not take of a diverted websocket's write (plain TCP; the caller shields it).
+    async def _send_bounded(self, data: bytes | memoryview) -> bool:
+        """Write ``data``; False if one piece (CLIENT_SEND_PIECE_BYTES) was not taken within ``stall_s``.
 
-        Under the send lock, like :meth:`protocol_send`, and with its stall bound (each
-        CLIENT_SEND_PIECE_BYTES taken within ``stall_s``, else the connection is cut), but
-        it waits for room before each write (the caller's write just failed: trying again
-        at once would fail too) and writes ``data`` as it is, a view of the relay's buffer
-        included: no copy, no trio stream in between. ``data`` is not kept once this returns.
+        Shielded like hypercorn's own write (a cancelled write would leave half a
+        message on the wire), but bounded by its own deadline per piece. Plain TCP is
+        written from ``data`` as it is, waiting for room only when the kernel takes
+        nothing; TLS goes through its stream.
         """
         if not isinstance(self.stream, trio.SocketStream):
-            await self.protocol_send(RawData(data=bytes(data)))
-            return
+            view = memoryview(data)
+            for start in range(0, len(view), CLIENT_SEND_PIECE_BYTES):
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + self.stall_s) as scope:
+                    await self.stream.send_all(view[start : start + CLIENT_SEND_PIECE_BYTES])
+                if scope.cancelled_caught:
+                    return False
+            return True
         sock = self.stream.socket
         view = memoryview(data)
-        stalled = broken = False
-        async with self.send_lock:
+        with trio.CancelScope(shield=True):
             deadline = trio.current_time() + self.stall_s
             taken = 0
             while view:
-                if sock.fileno() < 0:
-                    broken = True
-                    break
-                with trio.move_on_at(deadline) as scope:
-                    try:
-                        await trio.lowlevel.wait_writable(sock)
-                    except (trio.ClosedResourceError, OSError):
-                        broken = True
-                        break
-                if scope.cancelled_caught:
-                    stalled = True
-                    break
-                fd = sock.fileno()  # no checkpoint since: -1 once closed, never another connection's
+                fd = sock.fileno()  # -1 once closed; no checkpoint between it and the write
                 if fd < 0:
-                    broken = True
-                    break
+                    raise trio.ClosedResourceError("the client's socket was closed")
                 try:
                     n = os.write(fd, view)
                 except (BlockingIOError, InterruptedError):
+                    with trio.move_on_at(deadline) as scope:
+                        await trio.lowlevel.wait_writable(sock)  # ClosedResourceError if closed meanwhile
+                    if scope.cancelled_caught:
+                        return False
                     continue
-                except OSError:
-                    broken = True  # reset or a broken pipe
-                    break
+                except OSError as exc:
+                    raise trio.BrokenResourceError(f"the client's connection failed: {exc}") from exc
                 view = view[n:]
                 taken += n
                 if taken >= CLIENT_SEND_PIECE_BYTES:
                     taken, deadline = 0, trio.current_time() + self.stall_s
-            if broken:
-                await self.protocol.handle(Closed())
-        if stalled:
-            logger.info("a client at %s read nothing for %g s: connection cut", _peer(self.stream), self.stall_s)
-            abort(self.stream)
-            await self.protocol.handle(Closed())
-
-    async def _send_bounded(self, data: bytes | memoryview) -> bool:
-        """Write ``data``; False if one piece was not taken within ``stall_s``.
-
-        Shielded like hypercorn's own write (a cancelled write would leave
-        half a message on the wire), but bounded by its own deadline.
-        """
-        if len(data) <= CLIENT_SEND_PIECE_BYTES:
-            with trio.CancelScope(shield=True, deadline=trio.current_time() + self.stall_s) as scope:
-                await self.stream.send_all(data)
-            return not scope.cancelled_caught
-        view = memoryview(data)
-        for start in range(0, len(view), CLIENT_SEND_PIECE_BYTES):
-            with trio.CancelScope(shield=True, deadline=trio.current_time() + self.stall_s) as scope:
-                await self.stream.send_all(view[start : start + CLIENT_SEND_PIECE_BYTES])
-            if scope.cancelled_caught:
-                return False
         return True
 
 

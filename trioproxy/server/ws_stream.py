@@ -153,15 +153,10 @@ class ProxyWSStream(WebsocketStream):
                 data = data[sent:]
         server = self.connection_server
         if server is not None:
-            # Shielded: a write cut short by a cancellation would leave half a frame on the
-            # wire. Bounded all the same: each piece by the stall bound, and all of it by the
-            # drain deadline, which closes the socket under it (:mod:`.serve`).
-            with trio.CancelScope(shield=True):
-                if plain is not None:
-                    await server.send_rest(data)  # waits for room, then writes the view as it is
-                else:
-                    # TLS: bytes() copies what is left (a view's buffer is used again by the relay).
-                    await server.protocol_send(RawData(data=bytes(data)))  # under the send lock, each piece bounded
+            # The rest, shielded (a write cut short by a cancellation would leave half a frame on
+            # the wire) and bounded all the same: each piece by the stall bound, and all of it by
+            # the drain deadline, which closes the socket under it (:mod:`.serve`).
+            await server.send_rest(data)
 
     def write_now(self, data: bytes) -> int:
         if self._ended or self.closed or self._rest:
